@@ -1,0 +1,68 @@
+// Box arithmetic shared by the CPU and CUDA kernels, written once so both backends
+// round exactly alike.
+#pragma once
+
+#ifdef __CUDACC__
+#define WSIS_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define WSIS_HOST_DEVICE inline
+#endif
+
+namespace wsis {
+
+template <typename T>
+WSIS_HOST_DEVICE T min_(T a, T b) { return b < a ? b : a; }
+template <typename T>
+WSIS_HOST_DEVICE T max_(T a, T b) { return a < b ? b : a; }
+
+// IoU exactly as torchvision computes it: area without +1, (a + b) - inter as union,
+// so two zero-area boxes give 0/0 = NaN (which never passes a threshold test).
+template <typename T>
+WSIS_HOST_DEVICE T box_iou_one(T ax1, T ay1, T ax2, T ay2, T aarea, T bx1, T by1, T bx2, T by2, T barea) {
+  T w = max_(min_(ax2, bx2) - max_(ax1, bx1), T(0));
+  T h = max_(min_(ay2, by2) - max_(ay1, by1), T(0));
+  T inter = w * h;
+  return inter / (aarea + barea - inter);
+}
+
+// The pooling window of one output bin of torchvision's roi_pool, clipped to the map.
+struct RoiBin {
+  int hstart, hend, wstart, wend;
+  WSIS_HOST_DEVICE bool empty() const { return hend <= hstart || wend <= wstart; }
+};
+
+template <typename T>
+struct RoiGeometry {
+  int start_w, start_h;
+  T bin_w, bin_h;
+
+  WSIS_HOST_DEVICE RoiGeometry(const T* roi, T spatial_scale, int pooled_height, int pooled_width) {
+    // round() of T, as torchvision: half away from zero.
+    start_w = static_cast<int>(::round(roi[1] * spatial_scale));
+    start_h = static_cast<int>(::round(roi[2] * spatial_scale));
+    int end_w = static_cast<int>(::round(roi[3] * spatial_scale));
+    int end_h = static_cast<int>(::round(roi[4] * spatial_scale));
+    // Malformed rois become 1x1.
+    int roi_w = max_(end_w - start_w + 1, 1);
+    int roi_h = max_(end_h - start_h + 1, 1);
+    bin_h = static_cast<T>(roi_h) / static_cast<T>(pooled_height);
+    bin_w = static_cast<T>(roi_w) / static_cast<T>(pooled_width);
+  }
+
+  WSIS_HOST_DEVICE RoiBin bin(int ph, int pw, int height, int width) const {
+    RoiBin b;
+    b.hstart = min_(max_(static_cast<int>(::floor(static_cast<T>(ph) * bin_h)) + start_h, 0), height);
+    b.hend = min_(max_(static_cast<int>(::ceil(static_cast<T>(ph + 1) * bin_h)) + start_h, 0), height);
+    b.wstart = min_(max_(static_cast<int>(::floor(static_cast<T>(pw) * bin_w)) + start_w, 0), width);
+    b.wend = min_(max_(static_cast<int>(::ceil(static_cast<T>(pw + 1) * bin_w)) + start_w, 0), width);
+    return b;
+  }
+};
+
+// Gaussian weights of weighted_gap, normalised to sum 1 (computed in double for every dtype).
+WSIS_HOST_DEVICE double gap_weight_unnormalised(int i, int j, int height, int width, double sigma) {
+  double di = i - (height - 1) / 2.0, dj = j - (width - 1) / 2.0;
+  return ::exp(-(di * di + dj * dj) / (2.0 * sigma * sigma));
+}
+
+}  // namespace wsis

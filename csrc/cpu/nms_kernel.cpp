@@ -1,0 +1,178 @@
+// nms, batched_nms and multiclass_nms share one greedy pass over score-sorted boxes.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+#include "../box_math.h"
+#include "../checks.h"
+
+namespace wsis {
+namespace {
+
+// Boxes already sorted by decreasing score, as structure-of-arrays.
+template <typename T>
+struct SortedBoxes {
+  std::vector<T> x1, y1, x2, y2, area;
+  explicit SortedBoxes(size_t n) : x1(n), y1(n), x2(n), y2(n), area(n) {}
+  void set(size_t i, const T* b) {
+    x1[i] = b[0], y1[i] = b[1], x2[i] = b[2], y2[i] = b[3];
+    area[i] = (b[2] - b[0]) * (b[3] - b[1]);
+  }
+};
+
+// Greedy NMS; returns the kept positions (into the sorted order), at most `limit` of them.
+// The suppression loop is branch-free so that it vectorises; the threshold test is done in
+// double, as torchvision does, so results match it bit for bit.
+template <typename T>
+std::vector<int64_t> greedy_nms(const SortedBoxes<T>& s, double thr, int64_t limit) {
+  const int64_t n = static_cast<int64_t>(s.x1.size());
+  std::vector<uint8_t> suppressed(n, 0);
+  std::vector<int64_t> keep;
+  for (int64_t i = 0; i < n && static_cast<int64_t>(keep.size()) < limit; ++i) {
+    if (suppressed[i]) continue;
+    keep.push_back(i);
+    const T ix1 = s.x1[i], iy1 = s.y1[i], ix2 = s.x2[i], iy2 = s.y2[i], iarea = s.area[i];
+    const T *x1 = s.x1.data(), *y1 = s.y1.data(), *x2 = s.x2.data(), *y2 = s.y2.data(), *ar = s.area.data();
+    uint8_t* sup = suppressed.data();
+    for (int64_t j = i + 1; j < n; ++j) {
+      T ovr = box_iou_one(ix1, iy1, ix2, iy2, iarea, x1[j], y1[j], x2[j], y2[j], ar[j]);
+      sup[j] |= static_cast<uint8_t>(static_cast<double>(ovr) > thr);
+    }
+  }
+  return keep;
+}
+
+// Indices of `scores` by decreasing score, ties by increasing index (stable).
+template <typename T>
+std::vector<int64_t> order_by_score(const T* scores, int64_t n) {
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [scores](int64_t a, int64_t b) { return scores[a] > scores[b]; });
+  return order;
+}
+
+void check_nms_args(const at::Tensor& boxes, const at::Tensor& scores) {
+  check_boxes(boxes, "boxes");
+  TORCH_CHECK(scores.dim() == 1 && scores.size(0) == boxes.size(0), "scores must have shape [",
+              boxes.size(0), "], got ", scores.sizes());
+  check_same_dtype(boxes, "boxes", scores, "scores");
+}
+
+at::Tensor nms_cpu(const at::Tensor& boxes_, const at::Tensor& scores_, double iou_threshold) {
+  check_nms_args(boxes_, scores_);
+  auto boxes = boxes_.contiguous();
+  auto scores = scores_.contiguous();
+  const int64_t n = boxes.size(0);
+  std::vector<int64_t> kept;
+  AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "nms_cpu", [&] {
+    const scalar_t* b = boxes.data_ptr<scalar_t>();
+    auto order = order_by_score(scores.data_ptr<scalar_t>(), n);
+    SortedBoxes<scalar_t> s(n);
+    for (int64_t i = 0; i < n; ++i) s.set(i, b + order[i] * 4);
+    for (int64_t pos : greedy_nms(s, iou_threshold, n)) kept.push_back(order[pos]);
+  });
+  return at::tensor(kept, boxes.options().dtype(at::kLong));
+}
+
+at::Tensor batched_nms_cpu(const at::Tensor& boxes_, const at::Tensor& scores_, const at::Tensor& idxs_,
+                           double iou_threshold) {
+  check_nms_args(boxes_, scores_);
+  TORCH_CHECK(idxs_.dim() == 1 && idxs_.size(0) == boxes_.size(0), "idxs must have shape [", boxes_.size(0),
+              "], got ", idxs_.sizes());
+  TORCH_CHECK(!at::isFloatingType(idxs_.scalar_type()), "idxs must be an integer tensor, got ", idxs_.scalar_type());
+  auto boxes = boxes_.contiguous();
+  auto scores = scores_.contiguous();
+  auto idxs = idxs_.to(at::kLong).contiguous();
+  const int64_t n = boxes.size(0);
+  std::vector<uint8_t> kept_mask(n, 0);
+  std::vector<int64_t> order;
+  AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "batched_nms_cpu", [&] {
+    const scalar_t* b = boxes.data_ptr<scalar_t>();
+    const int64_t* id = idxs.data_ptr<int64_t>();
+    order = order_by_score(scores.data_ptr<scalar_t>(), n);
+    // Positions in score order, grouped by idx; each group stays in score order.
+    std::vector<int64_t> pos(n);
+    std::iota(pos.begin(), pos.end(), 0);
+    std::stable_sort(pos.begin(), pos.end(), [&](int64_t p, int64_t q) { return id[order[p]] < id[order[q]]; });
+    std::vector<int64_t> group_start{0};
+    for (int64_t i = 1; i <= n; ++i) {
+      if (i == n || id[order[pos[i]]] != id[order[pos[i - 1]]]) group_start.push_back(i);
+    }
+    const int64_t groups = static_cast<int64_t>(group_start.size()) - 1;
+    at::parallel_for(0, groups, 1, [&](int64_t g0, int64_t g1) {
+      for (int64_t g = g0; g < g1; ++g) {
+        const int64_t lo = group_start[g], len = group_start[g + 1] - lo;
+        SortedBoxes<scalar_t> s(len);
+        for (int64_t i = 0; i < len; ++i) s.set(i, b + order[pos[lo + i]] * 4);
+        for (int64_t k : greedy_nms(s, iou_threshold, len)) kept_mask[pos[lo + k]] = 1;
+      }
+    });
+  });
+  std::vector<int64_t> kept;
+  for (int64_t p = 0; p < n; ++p) {
+    if (kept_mask[p]) kept.push_back(order[p]);
+  }
+  return at::tensor(kept, boxes.options().dtype(at::kLong));
+}
+
+std::tuple<at::Tensor, at::Tensor> multiclass_nms_cpu(const at::Tensor& boxes_, const at::Tensor& scores_,
+                                                      double iou_threshold, double score_threshold,
+                                                      int64_t max_per_class) {
+  TORCH_CHECK(scores_.dim() == 2, "scores must have shape [R, C], got ", scores_.sizes());
+  const int64_t R = scores_.size(0), C = scores_.size(1);
+  const bool per_class = boxes_.dim() == 3;
+  TORCH_CHECK((boxes_.dim() == 2 && boxes_.size(0) == R && boxes_.size(1) == 4) ||
+                  (per_class && boxes_.size(0) == R && boxes_.size(1) == C && boxes_.size(2) == 4),
+              "boxes must have shape [", R, ", 4] or [", R, ", ", C, ", 4], got ", boxes_.sizes());
+  check_same_dtype(boxes_, "boxes", scores_, "scores");
+  auto boxes = boxes_.contiguous();
+  auto scores = scores_.contiguous();
+  const int64_t limit = max_per_class < 0 ? R : max_per_class;
+  std::vector<std::vector<int64_t>> kept_per_class(C);  // flat indices r * C + c
+  std::vector<int64_t> flat;
+  AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "multiclass_nms_cpu", [&] {
+    const scalar_t* b = boxes.data_ptr<scalar_t>();
+    const scalar_t* sc = scores.data_ptr<scalar_t>();
+    at::parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
+      std::vector<scalar_t> cls_scores;
+      std::vector<int64_t> rows;
+      for (int64_t c = c0; c < c1; ++c) {
+        cls_scores.clear();
+        rows.clear();
+        for (int64_t r = 0; r < R; ++r) {
+          scalar_t v = sc[r * C + c];
+          if (static_cast<double>(v) > score_threshold) {
+            rows.push_back(r);
+            cls_scores.push_back(v);
+          }
+        }
+        auto order = order_by_score(cls_scores.data(), static_cast<int64_t>(rows.size()));
+        SortedBoxes<scalar_t> s(rows.size());
+        for (size_t i = 0; i < rows.size(); ++i) {
+          const int64_t r = rows[order[i]];
+          s.set(i, b + (per_class ? (r * C + c) : r) * 4);
+        }
+        for (int64_t k : greedy_nms(s, iou_threshold, limit)) kept_per_class[c].push_back(rows[order[k]] * C + c);
+      }
+    });
+    for (auto& v : kept_per_class) flat.insert(flat.end(), v.begin(), v.end());
+    // Decreasing score; ties by flat index, as batched_nms over the flattened (row, class) pairs.
+    std::sort(flat.begin(), flat.end(), [sc](int64_t p, int64_t q) { return sc[p] > sc[q] || (sc[p] == sc[q] && p < q); });
+  });
+  auto flat_t = at::tensor(flat, boxes.options().dtype(at::kLong));
+  return {at::div(flat_t, C, "floor"), at::remainder(flat_t, C)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(wsis, CPU, m) {
+  m.impl("nms", &nms_cpu);
+  m.impl("batched_nms", &batched_nms_cpu);
+  m.impl("multiclass_nms", &multiclass_nms_cpu);
+}
+
+}  // namespace wsis
