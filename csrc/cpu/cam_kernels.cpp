@@ -21,6 +21,14 @@ std::vector<T> gap_weights(int64_t H, int64_t W, double sigma) {
   return out;
 }
 
+template <typename T>
+T dot(const T* a, const T* b, int64_t n) {
+  T acc = 0;
+#pragma omp simd reduction(+ : acc)  // lets the sum reassociate into SIMD lanes
+  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
+  return acc;
+}
+
 at::Tensor weighted_gap_cpu(const at::Tensor& x_, double sigma) {
   TORCH_CHECK(x_.dim() == 4, "x must have shape [R, K, T, T], got ", x_.sizes());
   TORCH_CHECK(sigma > 0, "sigma must be positive, got ", sigma);
@@ -36,9 +44,7 @@ at::Tensor weighted_gap_cpu(const at::Tensor& x_, double sigma) {
     at::parallel_for(0, R * K, std::max<int64_t>(1, 32768 / P), [&](int64_t m0, int64_t m1) {
       for (int64_t m = m0; m < m1; ++m) {
         const scalar_t* xm = xp + m * P;
-        scalar_t acc = 0;
-        for (int64_t p = 0; p < P; ++p) acc += xm[p] * w[p];
-        o[m] = acc;
+        o[m] = dot(xm, w.data(), P);
       }
     });
   });

@@ -4,6 +4,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -24,23 +26,33 @@ struct SortedBoxes {
   }
 };
 
-// Greedy NMS; returns the kept positions (into the sorted order), at most `limit` of them.
-// The suppression loop is branch-free so that it vectorises; the threshold test is done in
-// double, as torchvision does, so results match it bit for bit.
+// The largest T not above `thr`: for every T value v (NaN included), `v > below(thr)` equals
+// torchvision's `double(v) > thr`, so the test stays in T and the loop below vectorises.
 template <typename T>
-std::vector<int64_t> greedy_nms(const SortedBoxes<T>& s, double thr, int64_t limit) {
+T threshold_in(double thr) {
+  T t = static_cast<T>(thr);
+  return static_cast<double>(t) > thr ? std::nextafter(t, -std::numeric_limits<T>::infinity()) : t;
+}
+
+// Greedy NMS; returns the kept positions (into the sorted order), at most `limit` of them.
+template <typename T>
+std::vector<int64_t> greedy_nms(const SortedBoxes<T>& s, double iou_threshold, int64_t limit) {
   const int64_t n = static_cast<int64_t>(s.x1.size());
-  std::vector<uint8_t> suppressed(n, 0);
+  const T thr = threshold_in<T>(iou_threshold);
+  std::vector<int32_t> suppressed(n, 0);  // int32 like float lanes: the loop vectorises
   std::vector<int64_t> keep;
+  const T* __restrict__ x1 = s.x1.data();
+  const T* __restrict__ y1 = s.y1.data();
+  const T* __restrict__ x2 = s.x2.data();
+  const T* __restrict__ y2 = s.y2.data();
+  const T* __restrict__ ar = s.area.data();
+  int32_t* __restrict__ sup = suppressed.data();
   for (int64_t i = 0; i < n && static_cast<int64_t>(keep.size()) < limit; ++i) {
-    if (suppressed[i]) continue;
+    if (sup[i]) continue;
     keep.push_back(i);
-    const T ix1 = s.x1[i], iy1 = s.y1[i], ix2 = s.x2[i], iy2 = s.y2[i], iarea = s.area[i];
-    const T *x1 = s.x1.data(), *y1 = s.y1.data(), *x2 = s.x2.data(), *y2 = s.y2.data(), *ar = s.area.data();
-    uint8_t* sup = suppressed.data();
+    const T ix1 = x1[i], iy1 = y1[i], ix2 = x2[i], iy2 = y2[i], iarea = ar[i];
     for (int64_t j = i + 1; j < n; ++j) {
-      T ovr = box_iou_one(ix1, iy1, ix2, iy2, iarea, x1[j], y1[j], x2[j], y2[j], ar[j]);
-      sup[j] |= static_cast<uint8_t>(static_cast<double>(ovr) > thr);
+      sup[j] |= static_cast<int32_t>(box_iou_one(ix1, iy1, ix2, iy2, iarea, x1[j], y1[j], x2[j], y2[j], ar[j]) > thr);
     }
   }
   return keep;
