@@ -66,7 +66,7 @@ def extension():
             "wsis._C",
             sources,
             include_dirs=pip_cuda_include_dirs(),
-            extra_compile_args={"cxx": cxx + ["-DWSIS_WITH_CUDA"], "nvcc": ["-O3", "-DWSIS_WITH_CUDA"]},
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
             extra_link_args=["-fopenmp"],
         )
     return cpp_extension.CppExtension("wsis._C", sources, extra_compile_args=cxx, extra_link_args=["-fopenmp"])

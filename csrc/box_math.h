@@ -2,6 +2,9 @@
 // round exactly alike.
 #pragma once
 
+#include <cmath>
+#include <limits>
+
 #ifdef __CUDACC__
 #define WSIS_HOST_DEVICE __host__ __device__ __forceinline__
 #else
@@ -59,10 +62,27 @@ struct RoiGeometry {
   }
 };
 
-// Gaussian weights of weighted_gap, normalised to sum 1 (computed in double for every dtype).
-WSIS_HOST_DEVICE double gap_weight_unnormalised(int i, int j, int height, int width, double sigma) {
-  double di = i - (height - 1) / 2.0, dj = j - (width - 1) / 2.0;
-  return ::exp(-(di * di + dj * dj) / (2.0 * sigma * sigma));
+// weighted_gap's weights: a Gaussian centred on the H x W grid, normalised to sum 1. Separable,
+// so the normaliser is a product of two 1-D sums. Computed in double for every dtype.
+WSIS_HOST_DEVICE double gap_norm(int height, int width, double sigma) {
+  const double ci = (height - 1) / 2.0, cj = (width - 1) / 2.0, two_s2 = 2.0 * sigma * sigma;
+  double si = 0, sj = 0;
+  for (int k = 0; k < height; ++k) si += ::exp(-(k - ci) * (k - ci) / two_s2);
+  for (int k = 0; k < width; ++k) sj += ::exp(-(k - cj) * (k - cj) / two_s2);
+  return si * sj;
+}
+
+WSIS_HOST_DEVICE double gap_weight(int i, int j, int height, int width, double sigma, double norm) {
+  const double di = i - (height - 1) / 2.0, dj = j - (width - 1) / 2.0, two_s2 = 2.0 * sigma * sigma;
+  return ::exp(-di * di / two_s2) * ::exp(-dj * dj / two_s2) / norm;
+}
+
+// The largest T not above `thr`: for every T value v (NaN included), `v > threshold_in<T>(thr)`
+// equals torchvision's `double(v) > thr`, so NMS can compare in T (and vectorise) bit-exactly.
+template <typename T>
+inline T threshold_in(double thr) {
+  T t = static_cast<T>(thr);
+  return static_cast<double>(t) > thr ? std::nextafter(t, -std::numeric_limits<T>::infinity()) : t;
 }
 
 }  // namespace wsis

@@ -12,13 +12,11 @@ namespace {
 
 template <typename T>
 std::vector<T> gap_weights(int64_t H, int64_t W, double sigma) {
-  std::vector<double> w(H * W);
-  double total = 0;
+  std::vector<T> w(H * W);
+  const double norm = gap_norm(H, W, sigma);
   for (int64_t i = 0; i < H; ++i)
-    for (int64_t j = 0; j < W; ++j) total += (w[i * W + j] = gap_weight_unnormalised(i, j, H, W, sigma));
-  std::vector<T> out(H * W);
-  for (int64_t p = 0; p < H * W; ++p) out[p] = static_cast<T>(w[p] / total);
-  return out;
+    for (int64_t j = 0; j < W; ++j) w[i * W + j] = static_cast<T>(gap_weight(i, j, H, W, sigma, norm));
+  return w;
 }
 
 template <typename T>

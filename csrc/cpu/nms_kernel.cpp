@@ -4,8 +4,6 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -25,14 +23,6 @@ struct SortedBoxes {
     area[i] = (b[2] - b[0]) * (b[3] - b[1]);
   }
 };
-
-// The largest T not above `thr`: for every T value v (NaN included), `v > below(thr)` equals
-// torchvision's `double(v) > thr`, so the test stays in T and the loop below vectorises.
-template <typename T>
-T threshold_in(double thr) {
-  T t = static_cast<T>(thr);
-  return static_cast<double>(t) > thr ? std::nextafter(t, -std::numeric_limits<T>::infinity()) : t;
-}
 
 // Greedy NMS; returns the kept positions (into the sorted order), at most `limit` of them.
 template <typename T>

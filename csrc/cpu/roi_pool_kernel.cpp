@@ -69,14 +69,6 @@ void roi_pool_forward_impl(const T* input_nhwc, const T* rois, int64_t K, int64_
   });
 }
 
-void check_roi_batch_indices(const at::Tensor& rois, int64_t batch_size) {
-  if (rois.size(0) == 0) return;
-  auto idx = rois.select(1, 0);
-  double lo = idx.min().item<double>(), hi = idx.max().item<double>();
-  TORCH_CHECK(lo >= 0 && hi < batch_size, "rois[:, 0] (batch index) must lie in [0, ", batch_size,
-              "), got values in [", lo, ", ", hi, "]");
-}
-
 std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(const at::Tensor& input, const at::Tensor& rois_,
                                                 double spatial_scale, int64_t pooled_height, int64_t pooled_width) {
   TORCH_CHECK(input.dim() == 4, "input must have shape [B, C, H, W], got ", input.sizes());
