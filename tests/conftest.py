@@ -1,7 +1,13 @@
+import os
+
 import pytest
 import torch
 
 CUDA = torch.cuda.is_available()
+if not CUDA:
+    # The Triton kernels run in Triton's interpreter on a machine without a GPU. Triton reads
+    # this when it is first imported, so it is set before any test module imports it.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="no CUDA device on this machine"))]
 
 

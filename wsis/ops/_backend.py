@@ -23,7 +23,10 @@ def set_backend(name: str) -> None:
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
     if name == "triton":
-        importlib.import_module("wsis.ops.triton")  # registers torch.ops.wsis_triton.*; fails if no triton
+        try:
+            importlib.import_module("wsis.ops.triton")  # registers torch.ops.wsis_triton.*
+        except ImportError as e:
+            raise ImportError(f"the triton backend needs the triton package (pip install triton): {e}") from e
     _current[0] = name
 
 
