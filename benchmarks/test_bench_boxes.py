@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import proposals
+from bench_inputs import proposals
 
 import wsis.ops as W
 from wsis.ops import reference as ref

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import proposals
+from bench_inputs import proposals
 from numpy_oicr import oicr_assign_numpy
 
 import wsis.ops as W

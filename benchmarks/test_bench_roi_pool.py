@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import rois
+from bench_inputs import rois
 
 from wsis.ops import reference as ref
 from wsis.ops import roi_pool

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import random_boxes
+from random_inputs import random_boxes
 
 import wsis.ops as W
 from wsis.ops import reference as ref

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import random_rois
+from random_inputs import random_rois
 
 import wsis.ops as W
 from wsis.ops import reference as ref

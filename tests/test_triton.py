@@ -4,11 +4,11 @@ import os
 
 import pytest
 import torch
-from conftest import random_boxes
+from random_inputs import random_boxes
 
 pytest.importorskip("triton", reason="triton is not installed (lean CPU torch)")
 if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
-    pytest.skip("needs a CUDA device or TRITON_INTERPRET=1 (set by conftest.py)", allow_module_level=True)
+    pytest.skip("needs a CUDA device or TRITON_INTERPRET=1 (set by the root conftest.py)", allow_module_level=True)
 
 pytestmark = pytest.mark.filterwarnings(
     # 0/0 in masked lanes and for empty boxes (NaN IoU, as torchvision), which NumPy reports

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "../box_math.h"
-#include "../checks.h"
+#include "../op_checks.h"
 
 namespace wsis {
 namespace {
@@ -41,15 +41,9 @@ void box_iou_impl(const T* a, const T* b, T* out, int64_t B, int64_t N, int64_t 
 }
 
 at::Tensor box_iou_cpu(const at::Tensor& boxes1, const at::Tensor& boxes2) {
-  TORCH_CHECK(boxes1.dim() == boxes2.dim() && (boxes1.dim() == 2 || boxes1.dim() == 3),
-              "box_iou: boxes1 and boxes2 must both be [N,4] or both [B,N,4], got ", boxes1.sizes(), " and ",
-              boxes2.sizes());
-  TORCH_CHECK(boxes1.size(-1) == 4 && boxes2.size(-1) == 4, "box_iou: the last dim must be 4");
-  check_same_dtype(boxes1, "boxes1", boxes2, "boxes2");
-  bool batched = boxes1.dim() == 3;
+  const bool batched = check_box_iou_args(boxes1, boxes2);
   auto a = batched ? boxes1.contiguous() : boxes1.unsqueeze(0).contiguous();
   auto b = batched ? boxes2.contiguous() : boxes2.unsqueeze(0).contiguous();
-  TORCH_CHECK(a.size(0) == b.size(0), "box_iou: batch sizes differ: ", a.size(0), " and ", b.size(0));
   int64_t B = a.size(0), N = a.size(1), M = b.size(1);
   auto out = at::empty({B, N, M}, a.options());
   if (out.numel() > 0) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../box_math.h"
+#include "../op_checks.h"
 
 namespace wsis {
 namespace {
@@ -28,13 +29,11 @@ T dot(const T* a, const T* b, int64_t n) {
 }
 
 at::Tensor weighted_gap_cpu(const at::Tensor& x_, double sigma) {
-  TORCH_CHECK(x_.dim() == 4, "x must have shape [R, K, T, T], got ", x_.sizes());
-  TORCH_CHECK(sigma > 0, "sigma must be positive, got ", sigma);
+  check_weighted_gap_args(x_, sigma);
   auto x = x_.contiguous();
   const int64_t R = x.size(0), K = x.size(1), H = x.size(2), W = x.size(3), P = H * W;
   auto out = at::empty({R, K}, x.options());
   if (out.numel() == 0) return out;
-  TORCH_CHECK(P > 0, "x must have a non-empty T x T grid, got ", x.sizes());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "weighted_gap_cpu", [&] {
     auto w = gap_weights<scalar_t>(H, W, sigma);
     const scalar_t* xp = x.data_ptr<scalar_t>();
@@ -69,8 +68,7 @@ at::Tensor weighted_gap_backward_cpu(const at::Tensor& grad_, double sigma, int6
 
 // One pass per map: min/max, then normalise and accumulate over the L levels.
 std::tuple<at::Tensor, at::Tensor> cam_pseudo_masks_cpu(const at::Tensor& cams_, double xi) {
-  TORCH_CHECK(cams_.dim() == 5, "cams must have shape [L, R, K, T, T], got ", cams_.sizes());
-  TORCH_CHECK(cams_.size(0) > 0, "cams must hold at least one level");
+  check_cam_pseudo_masks_args(cams_);
   auto cams = cams_.contiguous();
   const int64_t L = cams.size(0), R = cams.size(1), K = cams.size(2), H = cams.size(3), W = cams.size(4);
   const int64_t P = H * W, maps = R * K;

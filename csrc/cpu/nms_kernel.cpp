@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "../box_math.h"
-#include "../checks.h"
+#include "../op_checks.h"
 
 namespace wsis {
 namespace {
@@ -57,13 +57,6 @@ std::vector<int64_t> order_by_score(const T* scores, int64_t n) {
   return order;
 }
 
-void check_nms_args(const at::Tensor& boxes, const at::Tensor& scores) {
-  check_boxes(boxes, "boxes");
-  TORCH_CHECK(scores.dim() == 1 && scores.size(0) == boxes.size(0), "scores must have shape [",
-              boxes.size(0), "], got ", scores.sizes());
-  check_same_dtype(boxes, "boxes", scores, "scores");
-}
-
 at::Tensor nms_cpu(const at::Tensor& boxes_, const at::Tensor& scores_, double iou_threshold) {
   check_nms_args(boxes_, scores_);
   auto boxes = boxes_.contiguous();
@@ -82,10 +75,7 @@ at::Tensor nms_cpu(const at::Tensor& boxes_, const at::Tensor& scores_, double i
 
 at::Tensor batched_nms_cpu(const at::Tensor& boxes_, const at::Tensor& scores_, const at::Tensor& idxs_,
                            double iou_threshold) {
-  check_nms_args(boxes_, scores_);
-  TORCH_CHECK(idxs_.dim() == 1 && idxs_.size(0) == boxes_.size(0), "idxs must have shape [", boxes_.size(0),
-              "], got ", idxs_.sizes());
-  TORCH_CHECK(!at::isFloatingType(idxs_.scalar_type()), "idxs must be an integer tensor, got ", idxs_.scalar_type());
+  check_batched_nms_args(boxes_, scores_, idxs_);
   auto boxes = boxes_.contiguous();
   auto scores = scores_.contiguous();
   auto idxs = idxs_.to(at::kLong).contiguous();
@@ -124,13 +114,8 @@ at::Tensor batched_nms_cpu(const at::Tensor& boxes_, const at::Tensor& scores_, 
 std::tuple<at::Tensor, at::Tensor> multiclass_nms_cpu(const at::Tensor& boxes_, const at::Tensor& scores_,
                                                       double iou_threshold, double score_threshold,
                                                       int64_t max_per_class) {
-  TORCH_CHECK(scores_.dim() == 2, "scores must have shape [R, C], got ", scores_.sizes());
+  const bool per_class = check_multiclass_nms_args(boxes_, scores_);
   const int64_t R = scores_.size(0), C = scores_.size(1);
-  const bool per_class = boxes_.dim() == 3;
-  TORCH_CHECK((boxes_.dim() == 2 && boxes_.size(0) == R && boxes_.size(1) == 4) ||
-                  (per_class && boxes_.size(0) == R && boxes_.size(1) == C && boxes_.size(2) == 4),
-              "boxes must have shape [", R, ", 4] or [", R, ", ", C, ", 4], got ", boxes_.sizes());
-  check_same_dtype(boxes_, "boxes", scores_, "scores");
   auto boxes = boxes_.contiguous();
   auto scores = scores_.contiguous();
   const int64_t limit = max_per_class < 0 ? R : max_per_class;

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "../box_math.h"
-#include "../checks.h"
+#include "../op_checks.h"
 
 namespace wsis {
 namespace {
@@ -17,12 +17,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> oicr_assign_cpu(const
                                                                            const at::Tensor& scores_,
                                                                            const at::Tensor& image_labels_,
                                                                            double fg_thresh, double bg_thresh) {
-  check_boxes(boxes_, "boxes");
-  TORCH_CHECK(scores_.dim() == 2 && scores_.size(0) == boxes_.size(0), "scores must have shape [",
-              boxes_.size(0), ", C], got ", scores_.sizes());
-  TORCH_CHECK(image_labels_.dim() == 1 && image_labels_.size(0) == scores_.size(1), "image_labels must have shape [",
-              scores_.size(1), "], got ", image_labels_.sizes());
-  check_same_dtype(boxes_, "boxes", scores_, "scores");
+  check_oicr_assign_args(boxes_, scores_, image_labels_);
   const int64_t R = boxes_.size(0), C = scores_.size(1);
   auto labels_f = image_labels_.to(at::kDouble).contiguous();
   const double* lab = labels_f.data_ptr<double>();

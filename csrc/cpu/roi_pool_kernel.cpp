@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "../box_math.h"
-#include "../checks.h"
+#include "../op_checks.h"
 
 namespace wsis {
 namespace {
@@ -71,11 +71,7 @@ void roi_pool_forward_impl(const T* input_nhwc, const T* rois, int64_t K, int64_
 
 std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(const at::Tensor& input, const at::Tensor& rois_,
                                                 double spatial_scale, int64_t pooled_height, int64_t pooled_width) {
-  TORCH_CHECK(input.dim() == 4, "input must have shape [B, C, H, W], got ", input.sizes());
-  TORCH_CHECK(rois_.dim() == 2 && rois_.size(1) == 5, "rois must have shape [K, 5], got ", rois_.sizes());
-  TORCH_CHECK(pooled_height > 0 && pooled_width > 0, "output_size must be positive");
-  check_same_dtype(input, "input", rois_, "rois");
-  check_roi_batch_indices(rois_, input.size(0));
+  check_roi_pool_args(input, rois_, pooled_height, pooled_width);
   const int64_t K = rois_.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
   // Every element is written by the kernel: no fill needed.
   auto out = at::empty({K, C, pooled_height, pooled_width}, input.options());
@@ -94,10 +90,7 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(const at::Tensor& input, const a
 
 at::Tensor roi_pool_backward_cpu(const at::Tensor& grad_, const at::Tensor& rois_, const at::Tensor& argmax_,
                                  int64_t batch_size, int64_t channels, int64_t height, int64_t width) {
-  TORCH_CHECK(grad_.dim() == 4 && grad_.sizes() == argmax_.sizes(), "grad and argmax must have the same shape");
-  TORCH_CHECK(argmax_.scalar_type() == at::kInt, "argmax must be int32");
-  TORCH_CHECK(grad_.size(0) == rois_.size(0) && grad_.size(1) == channels, "grad does not match rois/channels");
-  check_roi_batch_indices(rois_, batch_size);
+  check_roi_pool_backward_args(grad_, rois_, argmax_, batch_size, channels);
   auto grad_input = at::zeros({batch_size, channels, height, width}, grad_.options());
   if (grad_.numel() == 0) return grad_input;
   auto grad = grad_.contiguous();

@@ -5,6 +5,7 @@
 #include <cfloat>
 
 #include "../box_math.h"
+#include "../op_checks.h"
 #include "cuda_utils.cuh"
 
 namespace wsis {
@@ -83,14 +84,13 @@ __global__ void cam_pseudo_masks_kernel(const T* __restrict__ cams, int64_t L, i
 }
 
 at::Tensor weighted_gap_cuda(const at::Tensor& x_, double sigma) {
-  TORCH_CHECK(x_.dim() == 4, "x must have shape [R, K, T, T], got ", x_.sizes());
-  TORCH_CHECK(sigma > 0, "sigma must be positive, got ", sigma);
+  check_weighted_gap_args(x_, sigma);
   at::cuda::CUDAGuard guard(x_.device());
   auto x = x_.contiguous();
   const int64_t maps = x.size(0) * x.size(1), H = x.size(2), W = x.size(3);
   auto out = at::empty({x.size(0), x.size(1)}, x.options());
   if (out.numel() == 0) return out;
-  TORCH_CHECK(H * W > 0 && H * W * x.element_size() <= 48 * 1024, "x's T x T grid must be non-empty and at most ",
+  TORCH_CHECK(H * W * x.element_size() <= 48 * 1024, "x's T x T grid must hold at most ",
               48 * 1024 / x.element_size(), " cells on CUDA, got ", x.sizes());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "weighted_gap_cuda", [&] {
     weighted_gap_kernel<scalar_t><<<blocks_for(maps * 32), kThreads, H * W * sizeof(scalar_t),
@@ -117,8 +117,7 @@ at::Tensor weighted_gap_backward_cuda(const at::Tensor& grad_, double sigma, int
 }
 
 std::tuple<at::Tensor, at::Tensor> cam_pseudo_masks_cuda(const at::Tensor& cams_, double xi) {
-  TORCH_CHECK(cams_.dim() == 5, "cams must have shape [L, R, K, T, T], got ", cams_.sizes());
-  TORCH_CHECK(cams_.size(0) > 0, "cams must hold at least one level");
+  check_cam_pseudo_masks_args(cams_);
   at::cuda::CUDAGuard guard(cams_.device());
   auto cams = cams_.contiguous();
   const int64_t L = cams.size(0), maps = cams.size(1) * cams.size(2), P = cams.size(3) * cams.size(4);

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "../box_math.h"
-#include "../checks.h"
+#include "../op_checks.h"
 #include "cuda_utils.cuh"
 
 namespace wsis {
@@ -108,14 +108,6 @@ std::vector<int64_t> starts_from_counts(const at::Tensor& counts) {
   return starts;
 }
 
-void check_nms_args(const at::Tensor& boxes, const at::Tensor& scores) {
-  check_boxes(boxes, "boxes");
-  TORCH_CHECK(scores.dim() == 1 && scores.size(0) == boxes.size(0), "scores must have shape [", boxes.size(0),
-              "], got ", scores.sizes());
-  check_same_dtype(boxes, "boxes", scores, "scores");
-  check_same_device(boxes, "boxes", scores, "scores");
-}
-
 at::Tensor nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
   check_nms_args(boxes, scores);
   at::cuda::CUDAGuard guard(boxes.device());
@@ -127,11 +119,7 @@ at::Tensor nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, double io
 
 at::Tensor batched_nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
                             double iou_threshold) {
-  check_nms_args(boxes, scores);
-  TORCH_CHECK(idxs.dim() == 1 && idxs.size(0) == boxes.size(0), "idxs must have shape [", boxes.size(0), "], got ",
-              idxs.sizes());
-  TORCH_CHECK(!at::isFloatingType(idxs.scalar_type()), "idxs must be an integer tensor, got ", idxs.scalar_type());
-  check_same_device(boxes, "boxes", idxs, "idxs");
+  check_batched_nms_args(boxes, scores, idxs);
   at::cuda::CUDAGuard guard(boxes.device());
   if (boxes.size(0) == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
   auto order = std::get<1>(at::sort(scores, true, 0, true));
@@ -147,14 +135,8 @@ at::Tensor batched_nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, c
 std::tuple<at::Tensor, at::Tensor> multiclass_nms_cuda(const at::Tensor& boxes, const at::Tensor& scores,
                                                        double iou_threshold, double score_threshold,
                                                        int64_t max_per_class) {
-  TORCH_CHECK(scores.dim() == 2, "scores must have shape [R, C], got ", scores.sizes());
+  const bool per_class = check_multiclass_nms_args(boxes, scores);
   const int64_t R = scores.size(0), C = scores.size(1);
-  const bool per_class = boxes.dim() == 3;
-  TORCH_CHECK((boxes.dim() == 2 && boxes.size(0) == R && boxes.size(1) == 4) ||
-                  (per_class && boxes.size(0) == R && boxes.size(1) == C && boxes.size(2) == 4),
-              "boxes must have shape [", R, ", 4] or [", R, ", ", C, ", 4], got ", boxes.sizes());
-  check_same_dtype(boxes, "boxes", scores, "scores");
-  check_same_device(boxes, "boxes", scores, "scores");
   at::cuda::CUDAGuard guard(boxes.device());
   auto flat_scores = scores.reshape({-1});
   auto cand = (flat_scores > score_threshold).nonzero().squeeze(1);

@@ -3,7 +3,7 @@
 #include <torch/library.h>
 
 #include "../box_math.h"
-#include "../checks.h"
+#include "../op_checks.h"
 #include "cuda_utils.cuh"
 
 namespace wsis {
@@ -79,14 +79,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> oicr_assign_cuda(cons
                                                                             const at::Tensor& scores_,
                                                                             const at::Tensor& image_labels_,
                                                                             double fg_thresh, double bg_thresh) {
-  check_boxes(boxes_, "boxes");
-  TORCH_CHECK(scores_.dim() == 2 && scores_.size(0) == boxes_.size(0), "scores must have shape [",
-              boxes_.size(0), ", C], got ", scores_.sizes());
-  TORCH_CHECK(image_labels_.dim() == 1 && image_labels_.size(0) == scores_.size(1), "image_labels must have shape [",
-              scores_.size(1), "], got ", image_labels_.sizes());
-  check_same_dtype(boxes_, "boxes", scores_, "scores");
-  check_same_device(boxes_, "boxes", scores_, "scores");
-  check_same_device(boxes_, "boxes", image_labels_, "image_labels");
+  check_oicr_assign_args(boxes_, scores_, image_labels_);
   at::cuda::CUDAGuard guard(boxes_.device());
   auto image_labels = image_labels_.to(at::kDouble).contiguous();
   TORCH_CHECK(image_labels.eq(1).any().item<bool>(), "image_labels has no positive class (no entry equal to 1)");

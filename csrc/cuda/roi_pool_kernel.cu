@@ -4,7 +4,7 @@
 #include <cfloat>
 
 #include "../box_math.h"
-#include "../checks.h"
+#include "../op_checks.h"
 #include "cuda_utils.cuh"
 
 namespace wsis {
@@ -47,13 +47,8 @@ __global__ void roi_pool_backward_kernel(int64_t total, const T* __restrict__ gr
 
 std::tuple<at::Tensor, at::Tensor> roi_pool_cuda(const at::Tensor& input_, const at::Tensor& rois_,
                                                  double spatial_scale, int64_t pooled_height, int64_t pooled_width) {
-  TORCH_CHECK(input_.dim() == 4, "input must have shape [B, C, H, W], got ", input_.sizes());
-  TORCH_CHECK(rois_.dim() == 2 && rois_.size(1) == 5, "rois must have shape [K, 5], got ", rois_.sizes());
-  TORCH_CHECK(pooled_height > 0 && pooled_width > 0, "output_size must be positive");
-  check_same_dtype(input_, "input", rois_, "rois");
-  check_same_device(input_, "input", rois_, "rois");
   at::cuda::CUDAGuard guard(input_.device());
-  check_roi_batch_indices(rois_, input_.size(0));
+  check_roi_pool_args(input_, rois_, pooled_height, pooled_width);
   const int64_t K = rois_.size(0), C = input_.size(1), H = input_.size(2), W = input_.size(3);
   auto out = at::empty({K, C, pooled_height, pooled_width}, input_.options());
   auto argmax = at::empty({K, C, pooled_height, pooled_width}, input_.options().dtype(at::kInt));
@@ -71,10 +66,8 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_cuda(const at::Tensor& input_, const
 
 at::Tensor roi_pool_backward_cuda(const at::Tensor& grad_, const at::Tensor& rois_, const at::Tensor& argmax_,
                                   int64_t batch_size, int64_t channels, int64_t height, int64_t width) {
-  TORCH_CHECK(grad_.dim() == 4 && grad_.sizes() == argmax_.sizes(), "grad and argmax must have the same shape");
-  TORCH_CHECK(argmax_.scalar_type() == at::kInt, "argmax must be int32");
-  TORCH_CHECK(grad_.size(0) == rois_.size(0) && grad_.size(1) == channels, "grad does not match rois/channels");
   at::cuda::CUDAGuard guard(grad_.device());
+  check_roi_pool_backward_args(grad_, rois_, argmax_, batch_size, channels);
   auto grad_input = at::zeros({batch_size, channels, height, width}, grad_.options());
   if (grad_.numel() == 0) return grad_input;
   auto grad = grad_.contiguous();
