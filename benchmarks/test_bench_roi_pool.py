@@ -37,6 +37,17 @@ def test_roi_pool_forward_backward(run, device, tv, case, impl, benchmark):
     run(lambda: torch.autograd.grad(fn(x, r, size, scale), x, g))
 
 
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("impl", ["wsis", "torchvision"])
+def test_roi_pool_backward(run, device, tv, case, impl, benchmark):
+    benchmark.group = f"roi_pool {case} backward [{device}]"
+    fn = roi_pool if impl == "wsis" else tv.ops.roi_pool
+    x, r, size, scale = _inputs(case, device, grad=True)
+    out = fn(x, r, size, scale)
+    g = torch.randn_like(out)
+    run(lambda: torch.autograd.grad(out, x, g, retain_graph=True))
+
+
 @pytest.mark.parametrize("impl", ["wsis", "reference"])
 def test_roi_pool_vs_reference(run, device, impl, benchmark):
     # The Python reference loops over every bin: measured on 64 of the 7x7 case's rois.
