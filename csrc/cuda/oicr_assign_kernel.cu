@@ -84,6 +84,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> oicr_assign_cuda(cons
   auto image_labels = image_labels_.to(at::kDouble).contiguous();
   TORCH_CHECK(image_labels.eq(1).any().item<bool>(), "image_labels has no positive class (no entry equal to 1)");
   const int64_t R = boxes_.size(0), C = scores_.size(1);
+  // The seeds live in shared memory: two int64 per class.
+  TORCH_CHECK(C <= 3072, "oicr_assign on CUDA takes at most 3072 classes, got ", C);
   auto boxes = boxes_.contiguous();
   auto scores = scores_.contiguous();
   auto labels = at::empty({R}, boxes.options().dtype(at::kLong));
