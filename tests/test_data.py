@@ -1,0 +1,156 @@
+import filecmp
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from wsis.data import VOCDataset
+from wsis.data.palette import read_indexed_png, voc_palette, write_indexed_png
+from wsis.data.synthetic import CLASSES, Settings, generate, main
+
+SMALL = dict(num_train=8, num_val=4, min_image=96, max_image=128, min_object=24, max_object=60)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("syn") / "data", Settings(**SMALL), progress=False)
+
+
+def test_same_seed_same_bytes(synthetic, tmp_path):
+    again = generate(tmp_path / "again", Settings(**SMALL), progress=False)
+    files = sorted(p.relative_to(synthetic) for p in synthetic.rglob("*") if p.is_file())
+    assert len(files) == 4 * 12 + 4  # 4 files an image, 2 splits, classes.txt, synthetic.json
+    for f in files:
+        assert filecmp.cmp(synthetic / f, again / f, shallow=False), f
+    other = generate(tmp_path / "other", Settings(**{**SMALL, "seed": 1}), progress=False)
+    assert not filecmp.cmp(synthetic / "JPEGImages/syn_000000.jpg", other / "JPEGImages/syn_000000.jpg", shallow=False)
+
+
+def test_masks_boxes_and_labels_agree(synthetic):
+    for split, n in (("train", 8), ("val", 4)):
+        data = VOCDataset(synthetic, split)
+        assert data.classes == CLASSES and len(data) == n
+        for image_id in data.image_ids:
+            root = ET.parse(synthetic / "Annotations" / f"{image_id}.xml").getroot()
+            names = [o.find("name").text for o in root.findall("object")]
+            inst = data.instances(image_id)
+            assert 1 <= len(names) <= 4 and len(inst.masks) == len(names)
+            assert [CLASSES[c - 1] for c in inst.classes] == names  # instance i+1 is XML object i
+            labels = data.labels(image_id)
+            assert set(torch.nonzero(labels).flatten().tolist()) == {c - 1 for c in inst.classes.tolist()}
+            with Image.open(data.image_path(image_id)) as im:
+                assert (im.height, im.width) == inst.void.shape
+            # XML boxes (1-based inclusive) are the tight boxes of the annotated instance pixels
+            xml_boxes = [[float(o.find("bndbox").find(t).text) for t in ("xmin", "ymin", "xmax", "ymax")]
+                         for o in root.findall("object")]  # fmt: skip
+            assert torch.equal(inst.boxes, torch.tensor(xml_boxes) - torch.tensor([1.0, 1.0, 0.0, 0.0]))
+            assert not (inst.masks.any(0) & inst.void).any()
+            assert (inst.masks.sum((1, 2)) > 0).all()
+
+
+def test_same_class_instances_touch_in_a_good_share(tmp_path):
+    data = VOCDataset(generate(tmp_path / "d", Settings(**{**SMALL, "num_train": 40}), progress=False), "train")
+    touching = 0
+    for image_id in data.image_ids:
+        inst = data.instances(image_id)
+        grown = inst.masks | inst.void.unsqueeze(0)  # the void band sits between touching instances
+        for i in range(len(inst.masks)):
+            for j in range(i + 1, len(inst.masks)):
+                if inst.classes[i] == inst.classes[j]:
+                    a = torch.nn.functional.max_pool2d(inst.masks[i][None, None].float(), 5, 1, 2)[0, 0] > 0
+                    if (a & grown[j]).any():
+                        touching += 1
+                        break
+            else:
+                continue
+            break
+    assert touching / len(data) >= 0.2, touching
+
+
+def test_cli_writes_then_reuses(tmp_path, capsys):
+    args = ["--out", str(tmp_path / "d"), "--num-train", "2", "--num-val", "1", "--min-image", "64", "--max-image",
+            "64", "--min-object", "16", "--max-object", "32"]  # fmt: skip
+    main(args)
+    stamp = (tmp_path / "d" / "synthetic.json").stat().st_mtime_ns
+    main(args)  # same settings: kept as is
+    assert (tmp_path / "d" / "synthetic.json").stat().st_mtime_ns == stamp
+    with pytest.raises(SystemExit):
+        main(args[:-1] + ["30"])  # other settings into the same folder
+    assert "other settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"max_object": 500}, "max_object"),
+        ({"touch_prob": 2.0}, "touch_prob"),
+        ({"max_instances": 0}, "max_instances"),
+        ({"min_object": 16, "void_width": 2}, "void_width"),
+    ],
+)
+def test_bad_settings(tmp_path, change, match):
+    with pytest.raises(ValueError, match=match):
+        generate(tmp_path / "d", Settings(**{**SMALL, **change}), progress=False)
+
+
+def _write_tree(root):
+    """A tiny VOC tree written by hand: 2 objects (one difficult), a void band, the VOC palette."""
+    for sub in ("JPEGImages", "Annotations", "SegmentationObject", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True)
+    Image.fromarray(np.full((6, 8, 3), 128, np.uint8)).save(root / "JPEGImages" / "2007_000001.jpg")
+    (root / "Annotations" / "2007_000001.xml").write_text(
+        "<annotation><object><name>dog</name><difficult>0</difficult><bndbox><xmin>1</xmin><ymin>2</ymin>"
+        "<xmax>3</xmax><ymax>4</ymax></bndbox></object><object><name>person</name><difficult>1</difficult>"
+        "<bndbox><xmin>5</xmin><ymin>1</ymin><xmax>8</xmax><ymax>6</ymax></bndbox></object></annotation>"
+    )
+    objects = np.zeros((6, 8), np.uint8)
+    objects[1:4, 0:3] = 1
+    objects[0:6, 4:8] = 2
+    objects[0, 0] = 255
+    classes = np.where(objects == 1, 12, np.where(objects == 2, 15, objects)).astype(np.uint8)
+    write_indexed_png(root / "SegmentationObject" / "2007_000001.png", objects)
+    write_indexed_png(root / "SegmentationClass" / "2007_000001.png", classes)
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("2007_000001\n")
+    return objects
+
+
+def test_voc_tree_reads_back_exactly(tmp_path):
+    objects = _write_tree(tmp_path)
+    data = VOCDataset(tmp_path, "val")
+    assert len(data.classes) == 20 and data.image_ids == ["2007_000001"]
+    labels = data.labels("2007_000001")
+    assert torch.nonzero(labels).flatten().tolist() == [11, 14]  # dog, person
+    inst = data.instances("2007_000001")
+    assert inst.classes.tolist() == [12, 15]
+    assert torch.equal(inst.masks[0], torch.from_numpy(objects == 1))
+    assert torch.equal(inst.masks[1], torch.from_numpy(objects == 2))
+    assert inst.void.nonzero().tolist() == [[0, 0]]
+    assert inst.boxes.tolist() == [[0, 1, 3, 4], [4, 0, 8, 6]]
+    from wsis.data.voc import read_annotation
+
+    ids, boxes, difficult = read_annotation(tmp_path / "Annotations" / "2007_000001.xml", data.classes)
+    assert boxes.tolist() == [[0, 1, 3, 4], [4, 0, 8, 6]] and difficult.tolist() == [False, True]
+    assert voc_palette()[3:6] == [128, 0, 0] and voc_palette()[15 * 3 : 16 * 3] == [192, 128, 128]
+
+
+def test_bad_files_are_named(tmp_path):
+    _write_tree(tmp_path)
+    data = VOCDataset(tmp_path, "val")
+    with pytest.raises(FileNotFoundError, match="2007_000002.jpg"):
+        data.image_path("2007_000002")
+    with pytest.raises(FileNotFoundError, match="2007_000002.xml"):
+        data.labels("2007_000002")
+    with pytest.raises(ValueError, match="unknown class name 'dog'"):
+        VOCDataset(tmp_path, "val", classes=("dragon",)).labels("2007_000001")
+    (tmp_path / "SegmentationClass" / "2007_000001.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="SegmentationClass"):
+        data.instances("2007_000001")
+    Image.fromarray(np.zeros((6, 8), np.uint8), mode="L").save(tmp_path / "SegmentationObject" / "2007_000001.png")
+    with pytest.raises(ValueError, match="mode P"):
+        read_indexed_png(tmp_path / "SegmentationObject" / "2007_000001.png")
+    with pytest.raises(FileNotFoundError, match="test.txt"):
+        VOCDataset(tmp_path, "test")
+    with pytest.raises(FileNotFoundError, match="root not found"):
+        VOCDataset(tmp_path / "nowhere", "val")

@@ -1,0 +1,143 @@
+"""Reader of a PASCAL VOC 2012-format tree (the real data set or the synthetic one).
+
+Training reads only image-level labels (from `Annotations/*.xml`); evaluation reads instance
+masks (`SegmentationObject`: instance i+1 is the i-th XML object, 0 background, 255 void), their
+classes (`SegmentationClass`) and boxes.
+"""
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Sequence, Union
+
+import numpy as np
+import torch
+
+from .palette import read_indexed_png
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+    "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+
+VOID = 255
+
+
+@dataclass
+class Instances:
+    """The ground-truth instances of one image."""
+
+    masks: torch.Tensor  # bool [N, H, W]
+    classes: torch.Tensor  # int64 [N], 1-based category ids
+    boxes: torch.Tensor  # float32 [N, 4], x1 y1 x2 y2 in continuous pixels
+    void: torch.Tensor  # bool [H, W], pixels that evaluation ignores
+
+
+def _text(node, tag: str, path: Path) -> str:
+    child = node.find(tag)
+    if child is None or child.text is None:
+        raise ValueError(f"{path}: <{tag}> is missing")
+    return child.text.strip()
+
+
+def read_annotation(path: Path, classes: Sequence[str]):
+    """The objects of one VOC XML: (class ids 1-based, boxes [N,4] continuous, difficult flags)."""
+    try:
+        root = ET.parse(path).getroot()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"annotation not found: {path}") from None
+    except ET.ParseError as e:
+        raise ValueError(f"{path}: not a valid VOC annotation: {e}") from e
+    ids, boxes, difficult = [], [], []
+    for obj in root.findall("object"):
+        name = _text(obj, "name", path)
+        if name not in classes:
+            raise ValueError(f"{path}: unknown class name {name!r}; the data set's classes are {list(classes)}")
+        box = obj.find("bndbox")
+        if box is None:
+            raise ValueError(f"{path}: an <object> has no <bndbox>")
+        # VOC boxes are 1-based inclusive pixels: pixel columns xmin..xmax span [xmin-1, xmax).
+        x1, y1, x2, y2 = (float(_text(box, t, path)) for t in ("xmin", "ymin", "xmax", "ymax"))
+        ids.append(classes.index(name) + 1)
+        boxes.append([x1 - 1, y1 - 1, x2, y2])
+        flag = obj.find("difficult")
+        difficult.append(flag is not None and flag.text is not None and flag.text.strip() == "1")
+    return (
+        torch.tensor(ids, dtype=torch.int64),
+        torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        torch.tensor(difficult, dtype=torch.bool),
+    )
+
+
+class VOCDataset:
+    """Image ids, image-level labels and instance ground truth of one split of a VOC-format tree.
+
+    `classes` defaults to the tree's `classes.txt` (the synthetic set writes one) or else VOC's 20.
+    Splits are read from `ImageSets/Segmentation/<split>.txt`.
+    """
+
+    def __init__(self, root: Union[str, Path], split: str, classes: Sequence[str] = None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"data set root not found: {self.root}")
+        self.split = split
+        self.classes = tuple(classes) if classes is not None else self._read_classes()
+        split_file = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+        if not split_file.is_file():
+            raise FileNotFoundError(f"split file not found: {split_file}")
+        self.image_ids: List[str] = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+
+    def _read_classes(self):
+        path = self.root / "classes.txt"
+        if path.is_file():
+            return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+        return VOC_CLASSES
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def image_path(self, image_id: str) -> Path:
+        path = self.root / "JPEGImages" / f"{image_id}.jpg"
+        if not path.is_file():
+            raise FileNotFoundError(f"image not found: {path}")
+        return path
+
+    def labels(self, image_id: str) -> torch.Tensor:
+        """Image-level labels, float32 [C] with 1 for every class present (difficult objects too)."""
+        ids, _, _ = read_annotation(self.root / "Annotations" / f"{image_id}.xml", self.classes)
+        labels = torch.zeros(len(self.classes))
+        labels[ids - 1] = 1
+        return labels
+
+    def instances(self, image_id: str) -> Instances:
+        """Instance masks and their classes and boxes, from the segmentation PNGs."""
+        objects = read_indexed_png(self.root / "SegmentationObject" / f"{image_id}.png")
+        semantic = read_indexed_png(self.root / "SegmentationClass" / f"{image_id}.png")
+        if objects.shape != semantic.shape:
+            raise ValueError(
+                f"{image_id}: SegmentationObject {objects.shape} and SegmentationClass {semantic.shape} differ in size"
+            )
+        ids = [i for i in np.unique(objects) if 0 < i < VOID]
+        masks = np.stack([objects == i for i in ids]) if ids else np.zeros((0,) + objects.shape, dtype=bool)
+        classes = []
+        for i, mask in zip(ids, masks):
+            values = np.unique(semantic[mask])
+            if len(values) != 1 or not 0 < values[0] <= len(self.classes):
+                raise ValueError(f"{image_id}: instance {i} has class values {values.tolist()} in SegmentationClass")
+            classes.append(int(values[0]))
+        masks_t = torch.from_numpy(masks)
+        return Instances(
+            masks=masks_t,
+            classes=torch.tensor(classes, dtype=torch.int64),
+            boxes=masks_to_boxes(masks_t),
+            void=torch.from_numpy(objects == VOID),
+        )
+
+
+def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Tight boxes [N,4] (continuous pixels: a mask spanning columns a..b gives x1=a, x2=b+1)."""
+    boxes = torch.zeros(len(masks), 4)
+    for i, m in enumerate(masks):
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        if len(xs):
+            boxes[i] = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
+    return boxes
