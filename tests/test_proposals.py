@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+import torch
+
+import wsis.ops as W
+from wsis.data import VOCDataset
+from wsis.data import proposals as P
+from wsis.data.synthetic import Settings, generate
+
+pytest.importorskip("cv2", reason="opencv-contrib-python-headless is not installed")
+
+
+def test_filter_boxes():
+    boxes = np.array(
+        [[-5, -5, 50, 40], [10, 10, 12, 40], [0, 0, 50, 40], [20, 20, 90, 70], [10, 10, 30, 30], [1, 1, 9, 9]],
+        dtype=np.float32,
+    )
+    out = P.filter_boxes(boxes, height=60, width=80, min_size=8, max_boxes=3)
+    # clipped, the 2-px-wide one dropped, the duplicate of the clipped first dropped, capped at 3
+    assert out.tolist() == [[0, 0, 50, 40], [20, 20, 80, 60], [10, 10, 30, 30]]
+    assert P.filter_boxes(np.zeros((0, 4)), 10, 10).shape == (0, 4)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("prop") / "d"
+    return generate(root, Settings(num_train=3, num_val=12, min_image=128, max_image=160, min_object=32,
+                                   max_object=80), progress=False)  # fmt: skip
+
+
+def test_compute_caches_and_resumes(small):
+    folder = P.compute(small, "train", jobs=2, progress=False)
+    files = sorted(folder.glob("*.npy"))
+    assert [f.stem for f in files] == VOCDataset(small, "train").image_ids
+    stamps = {f.name: f.stat().st_mtime_ns for f in files}
+    files[1].unlink()  # as if the run had been interrupted there
+    (folder / ".syn_000000.123.tmp.npy").write_bytes(b"partial")  # a temp file left by a killed worker
+    P.compute(small, "train", jobs=2, progress=False)
+    assert files[1].is_file()
+    assert files[0].stat().st_mtime_ns == stamps[files[0].name] and files[2].stat().st_mtime_ns == stamps[files[2].name]
+    boxes = P.load(small, files[1].stem)
+    assert boxes.dtype == np.float32 and boxes.ndim == 2 and boxes.shape[1] == 4 and len(boxes) > 10
+    with pytest.raises(FileNotFoundError, match="syn_999999"):
+        P.load(small, "syn_999999")
+
+
+def test_proposals_cover_the_objects(small):
+    """Best-IoU recall at 0.5 of the filtered proposals over the synthetic val instances."""
+    P.compute(small, "val", jobs=2, progress=False)
+    data = VOCDataset(small, "val")
+    hits = total = 0
+    for image_id in data.image_ids:
+        inst = data.instances(image_id)
+        h, w = inst.void.shape
+        boxes = torch.from_numpy(P.filter_boxes(P.load(small, image_id), h, w))
+        hits += int((W.box_iou(inst.boxes, boxes).max(1).values >= 0.5).sum())
+        total += len(inst.boxes)
+    assert hits / total >= 0.8, hits / total
+
+
+def test_load_mat_converts_coordinates_and_checks_the_image_list(tmp_path):
+    scipy_io = pytest.importorskip("scipy.io")
+    boxes = np.empty(2, dtype=object)
+    boxes[0] = np.array([[2, 1, 10, 20]], dtype=np.float64)  # y1 x1 y2 x2, 1-based inclusive
+    boxes[1] = np.array([[1, 1, 5, 5], [3, 4, 8, 9]], dtype=np.float64)
+    images = np.array(["2007_000001", "2007_000002"], dtype=object)
+    scipy_io.savemat(tmp_path / "ss.mat", {"boxes": boxes, "images": images})
+    out = P.load_mat(tmp_path / "ss.mat", ["2007_000001", "2007_000002"])
+    assert out["2007_000001"].tolist() == [[0, 1, 20, 10]]
+    assert out["2007_000002"].tolist() == [[0, 0, 5, 5], [3, 2, 9, 8]]
+    with pytest.raises(ValueError, match="do not match"):
+        P.load_mat(tmp_path / "ss.mat", ["2007_000002", "2007_000001"])
+    with pytest.raises(ValueError, match="'boxes' and 'images'"):
+        scipy_io.savemat(tmp_path / "bad.mat", {"x": np.zeros(2)})
+        P.load_mat(tmp_path / "bad.mat", [])

@@ -1,0 +1,140 @@
+"""Selective Search proposals: computed once per image, cached, filtered when loaded.
+
+    python -m wsis.data.proposals --root DIR --split S [--mode fast|quality] [--jobs N]
+
+The cache is one float32 `.npy` per image, `ROOT/proposals/selective_search_<mode>/<id>.npy`,
+raw boxes `[N, 4]` (x1, y1, x2, y2 in continuous pixels) in Selective Search's ranking. Each file
+is written to a temporary name and renamed, so an interrupted run leaves no partial file and the
+next run computes only what is missing. `load_mat` reads the precomputed Selective Search `.mat`
+files of Fast R-CNN / OICR / PCL.
+"""
+import argparse
+import os
+import sys
+import time
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .voc import VOCDataset
+
+MODES = ("fast", "quality")
+
+
+def cache_dir(root: Path, mode: str) -> Path:
+    return Path(root) / "proposals" / f"selective_search_{mode}"
+
+
+def selective_search(image_path: Path, mode: str = "fast") -> np.ndarray:
+    """Selective Search boxes of one image, float32 [N, 4] (x1, y1, x2, y2), best ranked first."""
+    import cv2  # opencv-contrib: ximgproc
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    image = cv2.imread(str(image_path))
+    if image is None:
+        raise ValueError(f"cannot read image {image_path}")
+    ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+    ss.setBaseImage(image)
+    ss.switchToSelectiveSearchFast() if mode == "fast" else ss.switchToSelectiveSearchQuality()
+    rects = ss.process().astype(np.float32).reshape(-1, 4)  # x, y, w, h
+    rects[:, 2:] += rects[:, :2]
+    return rects
+
+
+def _compute_one(job):
+    image_path, out, mode = job
+    import cv2
+
+    cv2.setNumThreads(1)  # the pool gives the parallelism
+    boxes = selective_search(image_path, mode)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, boxes)
+    os.replace(tmp, out)  # atomic: a reader sees the old file or the whole new one
+    return len(boxes)
+
+
+def compute(root: Path, split: str, mode: str = "fast", jobs: Optional[int] = None, progress: bool = True) -> Path:
+    """Compute the proposals of every image of `split` that has none cached yet; returns the cache folder."""
+    data = VOCDataset(root, split)
+    folder = cache_dir(root, mode)
+    folder.mkdir(parents=True, exist_ok=True)
+    todo = [(data.image_path(i), folder / f"{i}.npy", mode) for i in data.image_ids if not (folder / f"{i}.npy").is_file()]
+    if not todo:
+        return folder
+    jobs = jobs or os.cpu_count() or 1
+    start = time.perf_counter()
+    with get_context("spawn").Pool(jobs) as pool:
+        for done, _ in enumerate(pool.imap_unordered(_compute_one, todo), 1):
+            if progress:
+                rate = done / (time.perf_counter() - start)
+                eta = (len(todo) - done) / rate
+                print(f"\rproposals {split}: {done}/{len(todo)} images, {rate:.1f} img/s, ETA {eta:.0f} s ",
+                      end="", file=sys.stderr)  # fmt: skip
+    if progress:
+        print(file=sys.stderr)
+    return folder
+
+
+def load(root: Path, image_id: str, mode: str = "fast") -> np.ndarray:
+    path = cache_dir(root, mode) / f"{image_id}.npy"
+    if not path.is_file():
+        raise FileNotFoundError(f"no proposals for {image_id}: {path} (run python -m wsis.data.proposals first)")
+    return np.load(path)
+
+
+def filter_boxes(boxes: np.ndarray, height: int, width: int, min_size: float = 8, max_boxes: int = 2000) -> np.ndarray:
+    """Clip to the image, drop boxes under `min_size` pixels a side and duplicates (keeping the
+    first), keep the first `max_boxes` in the given order."""
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+    boxes = boxes[((boxes[:, 2] - boxes[:, 0]) >= min_size) & ((boxes[:, 3] - boxes[:, 1]) >= min_size)]
+    _, first = np.unique(boxes, axis=0, return_index=True)
+    return boxes[np.sort(first)][:max_boxes]
+
+
+def load_mat(path: Path, image_ids: Sequence[str]) -> Dict[str, np.ndarray]:
+    """Boxes of a Fast R-CNN / OICR / PCL Selective Search `.mat` (`boxes`: one `[k, 4]` array an
+    image in 1-based inclusive (y1, x1, y2, x2); `images`: the image names), converted to
+    continuous (x1, y1, x2, y2). The file's image list must equal `image_ids`."""
+    import scipy.io
+
+    try:
+        mat = scipy.io.loadmat(str(path))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable .mat file: {e}") from e
+    if "boxes" not in mat or "images" not in mat:
+        raise ValueError(f"{path}: expected the variables 'boxes' and 'images', found {sorted(k for k in mat if not k.startswith('__'))}")
+    names = [str(np.asarray(n).squeeze()) for n in np.asarray(mat["images"]).ravel()]
+    if names != list(image_ids):
+        extra, missing = sorted(set(names) - set(image_ids)), sorted(set(image_ids) - set(names))
+        raise ValueError(
+            f"{path}: its {len(names)} images do not match the {len(image_ids)} of the split "
+            f"(not in the split: {extra[:5]}, missing: {missing[:5]}, or another order)"
+        )
+    out = {}
+    for name, raw in zip(names, np.asarray(mat["boxes"]).ravel()):
+        b = np.asarray(raw, dtype=np.float32).reshape(-1, 4)
+        out[name] = np.stack([b[:, 1] - 1, b[:, 0] - 1, b[:, 3], b[:, 2]], axis=1)
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m wsis.data.proposals", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", required=True, type=Path, help="the VOC-format tree")
+    parser.add_argument("--split", required=True, help="an ImageSets/Segmentation split, e.g. train")
+    parser.add_argument("--mode", choices=MODES, default="fast", help="Selective Search mode (default: fast)")
+    parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    args = parser.parse_args(argv)
+    try:
+        folder = compute(args.root, args.split, args.mode, args.jobs)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+    print(f"proposals in {folder}")
+
+
+if __name__ == "__main__":
+    main()
