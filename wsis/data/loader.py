@@ -1,0 +1,134 @@
+"""torch datasets and collate over a VOC-format tree with cached proposals (DESIGN §4).
+
+Training: one random scale of {480, 576, 688, 864, 1000} for the shorter side (the longer side
+capped), a random horizontal flip (boxes flipped with it), ImageNet normalisation. The draw of
+sample `i` in epoch `e` comes from a generator seeded by (seed, e, i), so a resumed run sees the
+same data. Testing: every scale, each with and without the flip.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import proposals
+from .voc import VOCDataset
+
+SCALES = (480, 576, 688, 864, 1000)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Sample:
+    image: torch.Tensor  # float32 [3, H, W], normalised
+    boxes: torch.Tensor  # float32 [R, 4] proposals in this image's pixels
+    labels: torch.Tensor  # float32 [C] image-level labels
+    image_id: str
+    scale: float  # this image's pixels per original pixel
+    flipped: bool
+
+
+def _read_rgb(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except OSError as e:
+        raise ValueError(f"cannot read image {path}: {e}") from e
+
+
+def transform(image: Image.Image, boxes: np.ndarray, shorter: int, max_size: int, flip: bool):
+    """Resize so the shorter side is `shorter` (the longer at most `max_size`), flip, normalise."""
+    w, h = image.size
+    scale = min(shorter / min(w, h), max_size / max(w, h))
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    x = torch.from_numpy(np.asarray(image.resize((nw, nh), Image.BILINEAR), dtype=np.float32) / 255.0)
+    x = (x - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    b = torch.from_numpy(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4) * torch.tensor(
+        [nw / w, nh / h, nw / w, nh / h]
+    )
+    if flip:
+        x = x.flip(1)
+        b = torch.stack([nw - b[:, 2], b[:, 1], nw - b[:, 0], b[:, 3]], 1)
+    return x.permute(2, 0, 1).contiguous(), b, scale
+
+
+class _ProposalImages(torch.utils.data.Dataset):
+    def __init__(self, root: Union[str, Path], split: str, proposal_mode: str, min_box: float, max_boxes: int):
+        self.data = VOCDataset(root, split)
+        self.root, self.mode, self.min_box, self.max_boxes = Path(root), proposal_mode, min_box, max_boxes
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def _load(self, index: int):
+        image_id = self.data.image_ids[index]
+        image = _read_rgb(self.data.image_path(image_id))
+        boxes = proposals.filter_boxes(
+            proposals.load(self.root, image_id, self.mode), image.height, image.width, self.min_box, self.max_boxes
+        )
+        return image_id, image, boxes, self.data.labels(image_id)
+
+
+class TrainDataset(_ProposalImages):
+    def __init__(self, root, split="train", scales: Sequence[int] = SCALES, max_size: int = 2000, flip: bool = True,
+                 proposal_mode: str = "fast", min_box: float = 8, max_boxes: int = 2000, seed: int = 0):  # fmt: skip
+        super().__init__(root, split, proposal_mode, min_box, max_boxes)
+        self.scales, self.max_size, self.flip, self.seed, self.epoch = tuple(scales), max_size, flip, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> Sample:
+        image_id, image, boxes, labels = self._load(index)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        shorter = int(self.scales[rng.integers(len(self.scales))])
+        flip = bool(self.flip and rng.random() < 0.5)
+        x, b, scale = transform(image, boxes, shorter, self.max_size, flip)
+        return Sample(x, b, labels, image_id, scale, flip)
+
+
+class InferenceDataset(_ProposalImages):
+    """Item i: the list of Samples of image i at every scale, unflipped then flipped."""
+
+    def __init__(self, root, split="val", scales: Sequence[int] = SCALES, max_size: int = 2000, flip: bool = True,
+                 proposal_mode: str = "fast", min_box: float = 8, max_boxes: int = 2000):  # fmt: skip
+        super().__init__(root, split, proposal_mode, min_box, max_boxes)
+        self.scales, self.max_size, self.flips = tuple(scales), max_size, (False, True) if flip else (False,)
+
+    def __getitem__(self, index: int) -> List[Sample]:
+        image_id, image, boxes, labels = self._load(index)
+        out = []
+        for shorter in self.scales:
+            for flip in self.flips:
+                x, b, scale = transform(image, boxes, shorter, self.max_size, flip)
+                out.append(Sample(x, b, labels, image_id, scale, flip))
+        return out
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # float32 [B, 3, H, W], zero-padded at the bottom and right
+    sizes: List[tuple]  # (h, w) of each image before padding
+    rois: torch.Tensor  # float32 [K, 5]: batch index, x1, y1, x2, y2
+    labels: torch.Tensor  # float32 [B, C]
+    samples: List[Sample]
+
+
+def collate(samples: List[Sample]) -> Batch:
+    """Images of different sizes padded into one tensor; proposals as roi_pool rows."""
+    h = max(s.image.shape[1] for s in samples)
+    w = max(s.image.shape[2] for s in samples)
+    images = torch.zeros(len(samples), 3, h, w)
+    for i, s in enumerate(samples):
+        images[i, :, : s.image.shape[1], : s.image.shape[2]] = s.image
+    rois = torch.cat([torch.cat([torch.full((len(s.boxes), 1), float(i)), s.boxes], 1) for i, s in enumerate(samples)])
+    return Batch(
+        images=images,
+        sizes=[tuple(s.image.shape[1:]) for s in samples],
+        rois=rois,
+        labels=torch.stack([s.labels for s in samples]),
+        samples=list(samples),
+    )
