@@ -23,8 +23,9 @@ inline void check_same_dtype(const at::Tensor& a, const char* an, const at::Tens
 // Reads rois[:, 0] (a device sync on CUDA): an index outside the batch is an error, not garbage.
 inline void check_roi_batch_indices(const at::Tensor& rois, int64_t batch_size) {
   if (rois.size(0) == 0) return;
-  auto idx = rois.select(1, 0);
-  double lo = idx.min().item<double>(), hi = idx.max().item<double>();
+  auto [min_t, max_t] = at::aminmax(rois.select(1, 0));
+  auto range = at::stack({min_t, max_t}).to(at::kCPU, at::kDouble);  // one host sync
+  const double lo = range[0].item<double>(), hi = range[1].item<double>();
   TORCH_CHECK(lo >= 0 && hi < batch_size, "rois[:, 0] (batch index) must lie in [0, ", batch_size,
               "), got values in [", lo, ", ", hi, "]");
 }

@@ -5,6 +5,15 @@ from torch.library import triton_op, wrap_triton
 
 
 @triton.jit
+def iou(ax1, ay1, ax2, ay2, area_a, bx1, by1, bx2, by2, area_b):
+    """IoU with torchvision's arithmetic (broadcasting); two empty boxes give NaN."""
+    w = tl.maximum(tl.minimum(ax2, bx2) - tl.maximum(ax1, bx1), 0)
+    h = tl.maximum(tl.minimum(ay2, by2) - tl.maximum(ay1, by1), 0)
+    inter = w * h
+    return inter / (area_a + area_b - inter)
+
+
+@triton.jit
 def _box_iou_kernel(a_ptr, b_ptr, out_ptr, N, M, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr):
     batch = tl.program_id(2)
     i = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -18,11 +27,9 @@ def _box_iou_kernel(a_ptr, b_ptr, out_ptr, N, M, BLOCK_N: tl.constexpr, BLOCK_M:
     bx2, by2 = tl.load(b + 2, mask=mj), tl.load(b + 3, mask=mj)
     area_a = (ax2 - ax1) * (ay2 - ay1)
     area_b = (bx2 - bx1) * (by2 - by1)
-    w = tl.maximum(tl.minimum(ax2[:, None], bx2[None, :]) - tl.maximum(ax1[:, None], bx1[None, :]), 0)
-    h = tl.maximum(tl.minimum(ay2[:, None], by2[None, :]) - tl.maximum(ay1[:, None], by1[None, :]), 0)
-    inter = w * h
-    iou = inter / (area_a[:, None] + area_b[None, :] - inter)
-    tl.store(out_ptr + (batch * N + i[:, None]) * M + j[None, :], iou, mask=mi[:, None] & mj[None, :])
+    out = iou(ax1[:, None], ay1[:, None], ax2[:, None], ay2[:, None], area_a[:, None],
+              bx1[None, :], by1[None, :], bx2[None, :], by2[None, :], area_b[None, :])  # fmt: skip
+    tl.store(out_ptr + (batch * N + i[:, None]) * M + j[None, :], out, mask=mi[:, None] & mj[None, :])
 
 
 @triton_op("wsis_triton::box_iou", mutates_args=())

@@ -3,6 +3,8 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
+from .box_iou import iou
+
 
 @triton.jit
 def _seed_kernel(scores_ptr, labels_ptr, taken_ptr, seed_row_ptr, seed_cls_ptr, n_seeds_ptr, R, C,
@@ -45,12 +47,9 @@ def _assign_kernel(boxes_ptr, scores_ptr, seed_row_ptr, seed_cls_ptr, n_seeds_pt
     for k in range(0, tl.load(n_seeds_ptr)):
         s = boxes_ptr + tl.load(seed_row_ptr + k) * 4
         sx1, sy1, sx2, sy2 = tl.load(s), tl.load(s + 1), tl.load(s + 2), tl.load(s + 3)
-        w = tl.maximum(tl.minimum(x2, sx2) - tl.maximum(x1, sx1), 0)
-        h = tl.maximum(tl.minimum(y2, sy2) - tl.maximum(y1, sy1), 0)
-        inter = w * h
-        iou = inter / (area + (sx2 - sx1) * (sy2 - sy1) - inter)
-        better = iou > best  # strict: ties keep the earlier class; NaN never wins
-        best = tl.where(better, iou, best)
+        v = iou(x1, y1, x2, y2, area, sx1, sy1, sx2, sy2, (sx2 - sx1) * (sy2 - sy1))
+        better = v > best  # strict: ties keep the earlier class; NaN never wins
+        best = tl.where(better, v, best)
         best_k = tl.where(better, k, best_k)
     row = tl.load(seed_row_ptr + best_k, mask=valid, other=0)
     cls = tl.load(seed_cls_ptr + best_k, mask=valid, other=0)
