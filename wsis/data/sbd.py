@@ -13,18 +13,15 @@ from typing import List, Union
 import numpy as np
 import torch
 
-from .voc import VOC_CLASSES, Instances, masks_to_boxes
+from .voc import VOC_CLASSES, Instances, instance_masks, masks_to_boxes, read_list
 
 
 class SBDDataset:
     def __init__(self, root: Union[str, Path], split: str):
         self.root = Path(root)
-        path = self.root / "dataset" / f"{split}.txt"
-        if not path.is_file():
-            raise FileNotFoundError(f"SBD split file not found: {path}")
         self.split = split
         self.classes = VOC_CLASSES
-        self.image_ids: List[str] = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        self.image_ids = read_list(self.root / "dataset" / f"{split}.txt", "SBD split file")
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -47,10 +44,10 @@ class SBDDataset:
         inst, path = self._struct("inst", image_id, "GTinst")
         seg = np.asarray(inst.Segmentation)
         categories = np.atleast_1d(np.asarray(inst.Categories, dtype=np.int64))
-        ids = [i for i in np.unique(seg) if i > 0]
+        ids, masks = instance_masks(seg)
         if any(i > len(categories) for i in ids):
             raise ValueError(f"{path}: instance ids {ids} but only {len(categories)} Categories")
-        masks = torch.from_numpy(np.stack([seg == i for i in ids]) if ids else np.zeros((0,) + seg.shape, bool))
+        masks = torch.from_numpy(masks)
         classes = torch.tensor([int(categories[i - 1]) for i in ids], dtype=torch.int64)
         if len(classes) and not ((classes >= 1) & (classes <= len(self.classes))).all():
             raise ValueError(f"{path}: class ids {classes.tolist()} outside 1..{len(self.classes)}")
@@ -68,11 +65,8 @@ class SBDDataset:
 
 def trainaug_ids(voc_root: Union[str, Path], sbd_root: Union[str, Path]) -> List[str]:
     """VOC 2012 seg train + SBD train + SBD val - VOC 2012 seg val, sorted."""
-
     def read(path: Path) -> set:
-        if not path.is_file():
-            raise FileNotFoundError(f"split file not found: {path}")
-        return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+        return set(read_list(path))
 
     seg = Path(voc_root) / "ImageSets" / "Segmentation"
     sbd = Path(sbd_root) / "dataset"

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 from .palette import write_indexed_png
-from .voc import VOID
+from .voc import VOID, masks_to_boxes
 
 CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
 
@@ -242,12 +243,13 @@ def write_sample(root: Path, image_id: str, rgb, masks, classes, void_width: int
     void = void_band(object_map, void_width)
     object_map[void] = VOID
     class_map[void] = VOID
-    objects = []
-    for i, c in enumerate(classes):
-        # The box of the instance's annotated (non-void) pixels, so XML and masks agree exactly.
-        ys, xs = np.nonzero(object_map == i + 1)
-        # VOC boxes: 1-based inclusive pixel coordinates
-        objects.append((CLASSES[c - 1], (xs.min() + 1, ys.min() + 1, xs.max() + 1, ys.max() + 1)))
+    # The boxes of the instances' annotated (non-void) pixels, so XML and masks agree exactly;
+    # continuous (x1, y1, x2, y2) becomes VOC's 1-based inclusive (x1+1, y1+1, x2, y2).
+    annotated = torch.from_numpy(np.stack([object_map == i + 1 for i in range(len(classes))]))
+    objects = [
+        (CLASSES[c - 1], (int(x1) + 1, int(y1) + 1, int(x2), int(y2)))
+        for c, (x1, y1, x2, y2) in zip(classes, masks_to_boxes(annotated).tolist())
+    ]
     Image.fromarray(rgb).save(root / "JPEGImages" / f"{image_id}.jpg", quality=95)
     (root / "Annotations" / f"{image_id}.xml").write_text(_annotation_xml(image_id, (h, w), objects))
     write_indexed_png(root / "SegmentationObject" / f"{image_id}.png", object_map)

@@ -32,6 +32,20 @@ class Instances:
     void: torch.Tensor  # bool [H, W], pixels that evaluation ignores
 
 
+def read_list(path: Path, what: str = "split file") -> List[str]:
+    """The non-empty, stripped lines of a list file (a split, classes.txt)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def instance_masks(id_map: np.ndarray):
+    """(ids, bool masks [N, H, W]) of the instances of an id map; 0 is background, VOID is void."""
+    ids = [int(i) for i in np.unique(id_map) if 0 < i < VOID]
+    masks = np.stack([id_map == i for i in ids]) if ids else np.zeros((0,) + id_map.shape, dtype=bool)
+    return ids, masks
+
+
 def _text(node, tag: str, path: Path) -> str:
     child = node.find(tag)
     if child is None or child.text is None:
@@ -81,15 +95,12 @@ class VOCDataset:
             raise FileNotFoundError(f"data set root not found: {self.root}")
         self.split = split
         self.classes = tuple(classes) if classes is not None else self._read_classes()
-        split_file = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
-        if not split_file.is_file():
-            raise FileNotFoundError(f"split file not found: {split_file}")
-        self.image_ids: List[str] = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+        self.image_ids = read_list(self.root / "ImageSets" / "Segmentation" / f"{split}.txt")
 
     def _read_classes(self):
         path = self.root / "classes.txt"
         if path.is_file():
-            return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+            return tuple(read_list(path))
         return VOC_CLASSES
 
     def __len__(self) -> int:
@@ -116,8 +127,7 @@ class VOCDataset:
             raise ValueError(
                 f"{image_id}: SegmentationObject {objects.shape} and SegmentationClass {semantic.shape} differ in size"
             )
-        ids = [i for i in np.unique(objects) if 0 < i < VOID]
-        masks = np.stack([objects == i for i in ids]) if ids else np.zeros((0,) + objects.shape, dtype=bool)
+        ids, masks = instance_masks(objects)
         classes = []
         for i, mask in zip(ids, masks):
             values = np.unique(semantic[mask])
