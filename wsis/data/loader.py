@@ -7,7 +7,7 @@ same data. Testing: every scale, each with and without the flip.
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence, Union
+from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -81,9 +81,11 @@ class TrainDataset(_ProposalImages):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, key: Union[int, Tuple[int, int]]) -> Sample:
+        """Sample `index` with the draws of `set_epoch`'s epoch, or of `epoch` for a key `(epoch, index)`."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         image_id, image, boxes, labels = self._load(index)
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, epoch, index])
         shorter = int(self.scales[rng.integers(len(self.scales))])
         flip = bool(self.flip and rng.random() < 0.5)
         x, b, scale = transform(image, boxes, shorter, self.max_size, flip)

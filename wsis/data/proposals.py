@@ -10,14 +10,13 @@ files of Fast R-CNN / OICR / PCL.
 """
 import argparse
 import os
-import sys
-import time
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..progress import Progress
 from .voc import VOCDataset
 
 MODES = ("fast", "quality")
@@ -65,16 +64,10 @@ def compute(root: Path, split: str, mode: str = "fast", jobs: Optional[int] = No
     if not todo:
         return folder
     jobs = jobs or os.cpu_count() or 1
-    start = time.perf_counter()
+    bar = Progress(len(todo), f"proposals {split}", "img", enabled=progress)
     with get_context("spawn").Pool(jobs) as pool:
         for done, _ in enumerate(pool.imap_unordered(_compute_one, todo), 1):
-            if progress:
-                rate = done / (time.perf_counter() - start)
-                eta = (len(todo) - done) / rate
-                print(f"\rproposals {split}: {done}/{len(todo)} images, {rate:.1f} img/s, ETA {eta:.0f} s ",
-                      end="", file=sys.stderr)  # fmt: skip
-    if progress:
-        print(file=sys.stderr)
+            bar.update(done)
     return folder
 
 

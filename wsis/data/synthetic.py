@@ -11,7 +11,6 @@ drawn from its own generator seeded by (seed, index): same settings, same bytes.
 import argparse
 import json
 import math
-import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import List, Optional
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ..progress import Progress
 from .palette import write_indexed_png
 from .voc import VOID, masks_to_boxes
 
@@ -271,14 +271,14 @@ def generate(out: Path, settings: Settings, progress: bool = True) -> Path:
         (out / sub).mkdir(parents=True, exist_ok=True)
     total = settings.num_train + settings.num_val
     splits = {"train": [], "val": []}
+    bar = Progress(total, "synthetic", "img", enabled=progress)
     for index in range(total):
         rng = np.random.default_rng([settings.seed, index])
         image_id = f"syn_{index:06d}"
         rgb, masks, classes = make_image(settings, rng)
         write_sample(out, image_id, rgb, masks, classes, settings.void_width)
         splits["train" if index < settings.num_train else "val"].append(image_id)
-        if progress and ((index + 1) % 50 == 0 or index + 1 == total):
-            print(f"\rsynthetic: {index + 1}/{total} images", end="\n" if index + 1 == total else "", file=sys.stderr)
+        bar.update(index + 1)
     for split, ids in splits.items():
         (out / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("".join(i + "\n" for i in ids))
     (out / "classes.txt").write_text("".join(c + "\n" for c in CLASSES))

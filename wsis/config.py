@@ -1,0 +1,217 @@
+"""The one config system: nested dataclasses, YAML files that override them, `key=value` overrides.
+
+The dataclass defaults are the CPU default (synthetic data, small backbone); `configs/*.yaml` files
+override any subset. A key that does not exist is an error listing the valid keys; a value is
+converted to the type of its default, and one that cannot be is an error naming the key.
+"""
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import yaml
+
+
+@dataclass
+class BackboneConfig:
+    depth: int = 18  # 18, 34 (basic blocks) or 50, 101 (bottlenecks)
+    width: int = 16  # channels of the stem; 64 is the standard ResNet
+    freeze_at: int = 2  # 0: train all; 1: freeze the stem; 2: the stem and res2
+    weights: str = ""  # a local ImageNet state dict (torchvision or timm names); "" trains from scratch
+
+
+@dataclass
+class ModelConfig:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    refine_branches: int = 3  # K in Eq.6
+    res5_stride: int = 1  # stride of res5 on the 7x7 pooled features: 1 keeps 7x7 maps for IMG/seg
+    img: bool = True  # the instance mask generation module (Sec. 3.2.2)
+    seg: bool = True  # the instance segmentation head (Sec. 3.2.3); needs img
+    regressor: str = "agnostic"  # "agnostic" (the paper), "specific" (Table 6) or "none"
+    regressor_dim: int = 256  # width of the regressor's hidden FC layer
+    img_background: bool = True  # Table 4: background CAM channel
+    img_weighted_gap: bool = True  # Table 4: weighted GAP (else plain GAP)
+    img_log_smoothing: bool = True  # Table 4: log(1 + f) feature smoothing
+    img_dim: int = 128  # channels of each IMG level's conv
+    gap_sigma: float = 7.0  # sigma of the weighted GAP's Gaussian, in 28x28 grid cells
+    seg_dim: int = 128  # channels of the segmentation head's convs
+    mask_size: int = 28  # T
+    xi: float = 0.4  # Eq.1 and Eq.10 threshold
+    fg_thresh: float = 0.5  # OICR: IoU with a seed to be foreground
+    bg_thresh: float = 0.1  # OICR: below this IoU a proposal is ignored
+    reg_iou: float = 0.6  # regression pairs: IoU with the seed above this
+    fg_nms: float = 0.3  # NMS among each class's foreground proposals (Sec. 3.2.1)
+    fg_per_class: int = 4  # foreground proposals kept per class after NMS for IMG/seg
+    bg_per_image: int = 4  # background proposals sampled per image for IMG/seg
+    bg_iou: float = 0.3  # a background sample overlaps every foreground proposal below this
+    fc_std: float = 0.01  # FC init N(0, fc_std^2)
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  # a VOC-format tree; "" generates the synthetic set at synthetic_dir
+    synthetic_dir: str = "data/synthetic"
+    train_split: str = "train"
+    val_split: str = "val"
+    scales: Tuple[int, ...] = (224, 256, 288, 320)  # shorter sides for training (random) and testing (ensemble)
+    max_size: int = 600
+    flip: bool = True
+    proposal_mode: str = "fast"  # Selective Search mode
+    min_box: float = 8.0
+    max_boxes: int = 400  # proposals per image
+    workers: int = 1
+
+
+@dataclass
+class SolverConfig:
+    batch_size: int = 2  # images per iteration over all processes
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    max_iter: int = 3000
+    steps: Tuple[int, ...] = (2250,)  # the lr is multiplied by gamma at each
+    gamma: float = 0.1
+    warmup_iters: int = 100  # linear warm-up from warmup_factor * lr
+    warmup_factor: float = 0.1
+    clip_grad_norm: float = 0.0  # 0: no clipping
+    amp: bool = True  # bfloat16 autocast, on CUDA only
+    checkpoint_period: int = 500
+    log_period: int = 20
+
+
+@dataclass
+class TestConfig:
+    scales: Tuple[int, ...] = ()  # () = data.scales; the paper's ensemble uses all 5 and the flip
+    flip: bool = True
+    score_thresh: float = 0.01
+    nms: float = 0.3
+    max_detections: int = 100
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+    output_dir: str = ""  # "" = runs/<date-time>
+    device: str = "auto"  # auto, cpu, cuda
+    seed: int = 0
+    evaluate: bool = True  # evaluate on data.val_split at the end of training
+
+    def check(self) -> "Config":
+        m = self.model
+        if m.seg and not m.img:
+            raise ValueError("model.seg=true needs model.img=true: the segmentation head learns from the IMG masks")
+        if m.regressor not in ("agnostic", "specific", "none"):
+            raise ValueError(f"model.regressor must be agnostic, specific or none, got {m.regressor!r}")
+        if m.backbone.depth not in (18, 34, 50, 101):
+            raise ValueError(f"model.backbone.depth must be 18, 34, 50 or 101, got {m.backbone.depth}")
+        if m.refine_branches < 1:
+            raise ValueError("model.refine_branches must be at least 1")
+        if self.solver.batch_size < 1 or self.solver.max_iter < 1:
+            raise ValueError("solver.batch_size and solver.max_iter must be positive")
+        if not self.data.scales:
+            raise ValueError("data.scales must name at least one scale")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        return self
+
+
+def keys(cfg: Any, prefix: str = "") -> List[str]:
+    """Every dotted key of a config, e.g. `solver.lr`."""
+    out = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        out += keys(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value) else [prefix + f.name]
+    return out
+
+
+def _convert(value: Any, like: Any, key: str) -> Any:
+    try:
+        if isinstance(like, bool):
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if isinstance(like, tuple):
+            items = value if isinstance(value, (list, tuple)) else [value]
+            return tuple(type(like[0])(v) if like else v for v in items) if like else tuple(items)
+        if isinstance(like, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise TypeError
+            return int(value)
+        if isinstance(like, float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"config key {key}: cannot use {value!r} as a {type(like).__name__}") from None
+
+
+def _set(cfg: Any, dotted: str, value: Any) -> None:
+    node, parts = cfg, dotted.split(".")
+    for i, part in enumerate(parts):
+        names = {f.name for f in dataclasses.fields(node)}
+        if part not in names:
+            raise KeyError(f"unknown config key {dotted!r}; valid keys are: {', '.join(keys(cfg))}")
+        if i == len(parts) - 1:
+            current = getattr(node, part)
+            if dataclasses.is_dataclass(current):
+                raise KeyError(f"config key {dotted!r} is a section; set one of its keys, e.g. {keys(current, dotted + '.')[0]}")
+            setattr(node, part, _convert(value, current, dotted))
+        else:
+            node = getattr(node, part)
+            if not dataclasses.is_dataclass(node):
+                raise KeyError(f"unknown config key {dotted!r}; valid keys are: {', '.join(keys(cfg))}")
+
+
+def _flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    out = {}
+    for k, v in tree.items():
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + str(k): v})
+    return out
+
+
+def merge(cfg: Config, tree: Dict[str, Any]) -> Config:
+    for dotted, value in _flatten(tree).items():
+        _set(cfg, dotted, value)
+    return cfg
+
+
+def load(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults, then the YAML file at `path`, then `key=value` overrides; checked."""
+    cfg = Config()
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"config file {path} is not valid YAML: {e}") from None
+        if not isinstance(tree, dict):
+            raise ValueError(f"config file {path} must hold a mapping of keys, not {type(tree).__name__}")
+        merge(cfg, tree)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must be key=value, e.g. solver.lr=0.01")
+        key, text = item.split("=", 1)
+        _set(cfg, key.strip(), yaml.safe_load(text) if text.strip() else "")
+    return cfg.check()
+
+
+def _plain(tree: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: _plain(v) if isinstance(v, dict) else (list(v) if isinstance(v, tuple) else v) for k, v in tree.items()}
+
+
+def to_dict(cfg: Config) -> Dict[str, Any]:
+    return _plain(dataclasses.asdict(cfg))
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def from_dict(tree: Dict[str, Any]) -> Config:
+    return merge(Config(), tree).check()

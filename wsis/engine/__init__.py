@@ -1,0 +1,1 @@
+"""Training machinery: the trainer loop, checkpoints, data order and multi-process set-up."""

@@ -1,0 +1,94 @@
+"""The per-proposal heads: MIDN + OICR refinement + regressor (Sec. 3.2.1), IMG (3.2.2), segmentation (3.2.3)."""
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import ops
+
+
+def _fc(cin: int, cout: int, std: float) -> nn.Linear:
+    fc = nn.Linear(cin, cout)
+    nn.init.normal_(fc.weight, std=std)
+    nn.init.zeros_(fc.bias)
+    return fc
+
+
+class DetectionHead(nn.Module):
+    """MIDN (WSDDN: Eq.11-13), K refinement classifiers with C+1 outputs, and the box regressor."""
+
+    def __init__(self, dim: int, num_classes: int, branches: int, regressor: str, regressor_dim: int, std: float):
+        super().__init__()
+        self.midn_cls = _fc(dim, num_classes, std)
+        self.midn_det = _fc(dim, num_classes, std)
+        self.refine = nn.ModuleList(_fc(dim, num_classes + 1, std) for _ in range(branches))
+        self.regressor = None
+        if regressor != "none":
+            out = 4 if regressor == "agnostic" else 4 * num_classes
+            self.regressor = nn.Sequential(_fc(dim, regressor_dim, std), nn.ReLU(inplace=True), _fc(regressor_dim, out, std))
+
+    def forward(self, v: torch.Tensor):
+        """(MIDN cls logits [R,C], MIDN det logits [R,C], refinement logits [K][R,C+1], offsets [R,4|4C] or None)."""
+        offsets = self.regressor(v) if self.regressor is not None else None
+        return self.midn_cls(v), self.midn_det(v), [fc(v) for fc in self.refine], offsets
+
+
+def midn_scores(cls_logits: torch.Tensor, det_logits: torch.Tensor) -> torch.Tensor:
+    """Eq.13 for the proposals of one image: softmax over classes times softmax over proposals."""
+    return F.softmax(cls_logits.float(), dim=1) * F.softmax(det_logits.float(), dim=0)
+
+
+class MaskGenerator(nn.Module):
+    """IMG: per feature level a 3x3 conv, optional log(1+f) smoothing, and a 1x1 CAM classifier.
+
+    The CAM of a level is the classifier applied at every cell (Eq.15); the proposal's class scores
+    are its weighted GAP (or plain GAP), so the CAM and the scores come from the same maps.
+    """
+
+    def __init__(self, in_channels: List[int], dim: int, channels: int, weighted_gap: bool, log_smoothing: bool,
+                 sigma: float, std: float):  # fmt: skip
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(c, dim, 3, padding=1) for c in in_channels)
+        self.classifiers = nn.ModuleList(nn.Conv2d(dim, channels, 1) for _ in in_channels)
+        for conv in self.convs:
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+        for cls in self.classifiers:
+            nn.init.normal_(cls.weight, std=std)
+            nn.init.zeros_(cls.bias)
+        self.weighted_gap, self.log_smoothing, self.sigma = weighted_gap, log_smoothing, sigma
+
+    def forward(self, levels: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(CAMs [L, S, K, T, T], class logits [L, S, K]) for the L feature levels of S proposals."""
+        cams = []
+        for x, conv, cls in zip(levels, self.convs, self.classifiers):
+            f = F.relu(conv(x))
+            cams.append(cls(torch.log1p(f) if self.log_smoothing else f).float())
+        cams = torch.stack(cams)
+        if self.weighted_gap:
+            l, s, k, t, _ = cams.shape
+            logits = ops.weighted_gap(cams.reshape(l * s, k, t, t), self.sigma).reshape(l, s, k)
+        else:
+            logits = cams.mean((-2, -1))
+        return cams, logits
+
+
+class SegmentationHead(nn.Module):
+    """Four 3x3 conv + ReLU on the upsampled res5 features, then a 1x1 output layer per class."""
+
+    def __init__(self, cin: int, dim: int, channels: int, std: float):
+        super().__init__()
+        layers = []
+        for i in range(4):
+            conv = nn.Conv2d(cin if i == 0 else dim, dim, 3, padding=1)
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+            layers += [conv, nn.ReLU(inplace=True)]
+        self.convs = nn.Sequential(*layers)
+        self.out = nn.Conv2d(dim, channels, 1)
+        nn.init.normal_(self.out.weight, std=std)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.convs(x)).float()

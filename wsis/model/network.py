@@ -1,0 +1,184 @@
+"""The community network (Sec. 3, DESIGN §1): backbone, detector, IMG and segmentation, and Eq.2."""
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import ops
+from ..config import ModelConfig
+from . import losses
+from .backbone import ResNetGN, load_pretrained
+from .heads import DetectionHead, MaskGenerator, SegmentationHead, midn_scores
+
+
+@dataclass
+class Selection:
+    """The proposals of a batch that feed IMG and the segmentation head (Sec. 3.2.1)."""
+
+    index: torch.Tensor  # int64 [S], rows of the batch's rois
+    classes: torch.Tensor  # int64 [S], 1-based class, 0 for background
+
+
+class CommunityNet(nn.Module):
+    def __init__(self, cfg: ModelConfig, num_classes: int):
+        super().__init__()
+        self.cfg, self.num_classes = cfg, num_classes
+        b = cfg.backbone
+        self.backbone = ResNetGN(b.depth, b.width, cfg.res5_stride, b.freeze_at)
+        if b.weights:
+            load_pretrained(self.backbone, b.weights)
+        ch = self.backbone.channels
+        self.detector = DetectionHead(ch["res5"], num_classes, cfg.refine_branches, cfg.regressor, cfg.regressor_dim,
+                                      cfg.fc_std)  # fmt: skip
+        # With the background channel the CAM/segmentation channels are 0 = background, c = class c.
+        self.mask_channels = num_classes + 1 if cfg.img_background else num_classes
+        self.img = self.seg = None
+        if cfg.img:
+            self.img = MaskGenerator([ch["res3"], ch["res4"], ch["res5"]], cfg.img_dim, self.mask_channels,
+                                     cfg.img_weighted_gap, cfg.img_log_smoothing, cfg.gap_sigma, cfg.fc_std)  # fmt: skip
+        if cfg.seg:
+            self.seg = SegmentationHead(ch["res5"], cfg.seg_dim, self.mask_channels, cfg.fc_std)
+
+    # ---- shared pieces -------------------------------------------------------------------------
+    def features(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.backbone.trunk(images)
+
+    def _res5(self, res4: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        pooled = ops.roi_pool(res4.float(), rois, 7, 1.0 / self.backbone.strides["res4"])
+        return self.backbone.res5(pooled.to(res4.dtype))
+
+    def _levels(self, res3, res4, f5: torch.Tensor, rois: torch.Tensor) -> List[torch.Tensor]:
+        """The three 28x28 IMG inputs: pooled res3 and res4, and the upsampled res5 of each roi."""
+        t = self.cfg.mask_size
+        l3 = ops.roi_pool(res3.float(), rois, t, 1.0 / self.backbone.strides["res3"]).to(res3.dtype)
+        l4 = ops.roi_pool(res4.float(), rois, t, 1.0 / self.backbone.strides["res4"]).to(res4.dtype)
+        return [l3, l4, self._upsampled(f5)]
+
+    def _upsampled(self, f5: torch.Tensor) -> torch.Tensor:
+        t = self.cfg.mask_size
+        return F.interpolate(f5, size=(t, t), mode="bilinear", align_corners=False)
+
+    def _channel(self, classes: torch.Tensor) -> torch.Tensor:
+        return classes if self.cfg.img_background else classes - 1
+
+    # ---- training ------------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor, rois: torch.Tensor, counts: List[int], labels: torch.Tensor,
+                generator: Optional[torch.Generator] = None) -> Tuple[Dict[str, torch.Tensor], Dict[str, object]]:  # fmt: skip
+        """Eq.2 on a batch: (losses by name, intermediate outputs for inspection).
+
+        `rois [K,5]` hold the proposals of each image in turn (`counts[i]` of image i), `labels
+        [B,C]` the image-level labels; `generator` draws the background samples of IMG/seg.
+        """
+        cfg = self.cfg
+        res3, res4 = self.features(images)
+        f5 = self._res5(res4, rois)
+        cls_logits, det_logits, refine_logits, offsets = self.detector(f5.mean((2, 3)))
+        zero = images.new_zeros((), dtype=torch.float32)
+        loss = {"cls": zero, "refine": zero}
+        if offsets is not None:
+            loss["reg"] = zero
+        picked, picked_cls = [], []
+        start = 0
+        for b, n in enumerate(counts):
+            rows = slice(start, start + n)
+            boxes, y = rois[rows, 1:], labels[b]
+            z = midn_scores(cls_logits[rows], det_logits[rows])
+            loss["cls"] = loss["cls"] + losses.midn_loss(z.sum(0), y)
+            prev = z.detach()
+            probs = []
+            for logits in refine_logits:
+                lab, w, _, _ = ops.oicr_assign(boxes, prev, y, cfg.fg_thresh, cfg.bg_thresh)
+                loss["refine"] = loss["refine"] + losses.refine_loss(logits[rows], lab, w)
+                prev = F.softmax(logits[rows].detach().float(), 1)
+                probs.append(prev)
+                prev = prev[:, 1:]
+            mean = torch.stack(probs).mean(0)  # the pseudo-labels of IMG and the regressor (Sec. 3.3.2)
+            lab, _, seed, max_iou = ops.oicr_assign(boxes, mean[:, 1:].contiguous(), y, cfg.fg_thresh, cfg.bg_thresh)
+            if offsets is not None:
+                paired = max_iou > cfg.reg_iou
+                target = losses.encode(boxes, boxes[seed])
+                loss["reg"] = loss["reg"] + losses.regression_loss(self._class_offsets(offsets[rows], lab), target, paired)
+            if self.img is not None:
+                idx, cls = self.select(boxes, mean, lab, y, generator)
+                picked.append(idx + start)
+                picked_cls.append(cls)
+            start += n
+        loss = {k: v / len(counts) for k, v in loss.items()}
+        out = {"cls_logits": cls_logits, "det_logits": det_logits, "refine_logits": refine_logits, "offsets": offsets}
+        if self.img is not None:
+            sel = Selection(torch.cat(picked), torch.cat(picked_cls))
+            loss.update(self._mask_losses(res3, res4, f5, rois, sel, out))
+            out["selection"] = sel
+        return loss, out
+
+    def _class_offsets(self, offsets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The offsets of each proposal's pseudo class (class-specific regressor) or the only ones."""
+        if offsets.shape[1] == 4:
+            return offsets
+        cls = (labels - 1).clamp(min=0)  # unpaired proposals (background) are not in the loss
+        return offsets.reshape(len(offsets), -1, 4)[torch.arange(len(offsets), device=offsets.device), cls]
+
+    def select(self, boxes, mean, labels, y, generator) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per positive class its foreground proposals after NMS, plus sampled background ones."""
+        cfg = self.cfg
+        fg, fg_cls = [], []
+        for c in torch.nonzero(y > 0).flatten().tolist():
+            cand = torch.nonzero(labels == c + 1).flatten()
+            keep = ops.nms(boxes[cand], mean[cand, c + 1].contiguous(), cfg.fg_nms)[: cfg.fg_per_class]
+            fg.append(cand[keep])
+            fg_cls.append(torch.full((len(keep),), c + 1, dtype=torch.int64, device=boxes.device))
+        fg, fg_cls = torch.cat(fg), torch.cat(fg_cls)
+        if not cfg.img_background or cfg.bg_per_image == 0:
+            return fg, fg_cls
+        far = labels == 0
+        if len(fg):
+            far &= ops.box_iou(boxes, boxes[fg]).amax(1) < cfg.bg_iou
+        cand = torch.nonzero(far).flatten()
+        order = torch.randperm(len(cand), generator=generator, device="cpu").to(cand.device)
+        bg = cand[order[: cfg.bg_per_image]]
+        return torch.cat([fg, bg]), torch.cat([fg_cls, torch.zeros_like(bg)])
+
+    def _mask_losses(self, res3, res4, f5, rois, sel: Selection, out) -> Dict[str, torch.Tensor]:
+        """Eq.7-8 (IMG vs the detector's pseudo-labels) and Eq.9 (segmentation vs the Eq.1 masks)."""
+        cams, logits = self.img(self._levels(res3, res4, f5[sel.index], rois[sel.index]))
+        onehot = F.one_hot(self._channel(sel.classes), self.mask_channels).to(logits.dtype)
+        result = {"img": sum(losses.cam_loss(level, onehot) for level in logits)}
+        out.update(cams=cams, cam_logits=logits)
+        if self.seg is not None:
+            _, masks = ops.cam_pseudo_masks(cams.detach(), self.cfg.xi)  # no gradient through pseudo-labels
+            seg_logits = self.seg(self._upsampled(f5[sel.index]))
+            result["seg"] = losses.seg_loss(seg_logits, masks)
+            out.update(seg_logits=seg_logits, pseudo_masks=masks)
+        return result
+
+    # ---- inference (Sec. 3.4) ------------------------------------------------------------------
+    @torch.no_grad()
+    def detect(self, res4: torch.Tensor, rois: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(mean refinement scores [K, C] without background, regressed boxes [K, 4] or [K, C, 4])."""
+        _, _, refine_logits, offsets = self.detector(self._res5(res4, rois).mean((2, 3)))
+        scores = torch.stack([F.softmax(x.float(), 1) for x in refine_logits]).mean(0)[:, 1:]
+        boxes = rois[:, 1:]
+        if offsets is None:
+            return scores, boxes
+        offsets = offsets.float()
+        if offsets.shape[1] != 4:
+            offsets = offsets.reshape(len(offsets), -1, 4)
+        return scores, losses.decode(boxes, offsets)
+
+    @torch.no_grad()
+    def mask_maps(self, res3, res4, rois: torch.Tensor, classes: torch.Tensor) -> Optional[torch.Tensor]:
+        """Eq.10 before the threshold: `(M^c + S^c) / 2` (or `M^c` without the head), [D, T, T]; None without IMG."""
+        if self.img is None or len(rois) == 0:
+            return None if self.img is None else rois.new_zeros((0, self.cfg.mask_size, self.cfg.mask_size))
+        f5 = self._res5(res4, rois)
+        cams, _ = self.img(self._levels(res3, res4, f5, rois))
+        mean, _ = ops.cam_pseudo_masks(cams, self.cfg.xi)
+        rows = torch.arange(len(rois), device=rois.device)
+        ch = self._channel(classes)
+        m = mean[rows, ch]
+        if self.seg is None:
+            return m
+        s = torch.sigmoid(self.seg(self._upsampled(f5)))[rows, ch]
+        return (m + s) / 2
