@@ -7,10 +7,11 @@ classes (`SegmentationClass`) and boxes.
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence, Union
+from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .palette import read_indexed_png
 
@@ -111,6 +112,15 @@ class VOCDataset:
         if not path.is_file():
             raise FileNotFoundError(f"image not found: {path}")
         return path
+
+    def image_size(self, image_id: str) -> Tuple[int, int]:
+        """(height, width) of an image, from its header."""
+        path = self.image_path(image_id)
+        try:
+            with Image.open(path) as im:
+                return im.height, im.width
+        except OSError as e:
+            raise ValueError(f"cannot read image {path}: {e}") from None
 
     def labels(self, image_id: str) -> torch.Tensor:
         """Image-level labels, float32 [C] with 1 for every class present (difficult objects too)."""

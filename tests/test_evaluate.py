@@ -1,0 +1,182 @@
+"""Metrics on hand-made cases and against pycocotools; paste-back; the ensemble; the evaluate/predict CLIs."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from wsis import evaluate, metrics, predict, train
+from wsis.inference import Predictor, paste_masks
+
+
+def block(h, w, y0, x0, n_rows, n_cols):
+    m = np.zeros((h, w), bool)
+    m[y0 : y0 + n_rows, x0 : x0 + n_cols] = True
+    return m
+
+
+def one_image():
+    """Two ground-truth 10x10 instances of class 1; predictions with IoU 0.8, 0.6 (same gt) and 0.3."""
+    gt = np.stack([block(40, 40, 0, 0, 10, 10), block(40, 40, 20, 20, 10, 10)])
+    pred = np.stack([block(40, 40, 0, 0, 8, 10), block(40, 40, 0, 0, 6, 10), block(40, 40, 20, 20, 3, 10)])
+    return metrics.ImageResult(
+        "a", np.array([1, 1, 1]), np.array([0.9, 0.8, 0.7]),
+        np.array([[0, 0, 10, 8], [0, 0, 10, 6], [20, 20, 30, 23]], float),
+        np.array([1, 1]), np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float),
+        pred_masks=pred, gt_masks=gt, gt_mask_classes=np.array([1, 1]), void=np.zeros((40, 40), bool),
+    )  # fmt: skip
+
+
+def test_map_abo_and_det_map_on_a_hand_made_case():
+    m = metrics.instance_metrics([one_image()], num_classes=2)
+    assert m["mAP@0.5"] == pytest.approx(50.0)  # TP, FP (gt taken), FP (IoU 0.3): AP = 1 x 0.5
+    assert m["mAP@0.25"] == pytest.approx(100 * (0.5 + 0.5 * 2 / 3))  # TP, FP, TP
+    assert m["mAP@0.75"] == pytest.approx(50.0)
+    assert m["ABO"] == pytest.approx(55.0)  # (0.8 + 0.3) / 2
+    assert m["det_mAP@0.5"] == pytest.approx(50.0)
+    assert np.isnan(m["per_class"]["mAP@0.5"][1])  # class 2 has no ground truth: not in the mean
+
+
+def test_void_pixels_are_ignored():
+    res = one_image()
+    res.void = np.zeros((40, 40), bool)
+    res.void[8:10, 0:10] = True  # the 20 pixels of gt 0 that prediction 0 misses
+    assert metrics.mask_iou(res.pred_masks[:1], res.gt_masks[:1], res.void)[0, 0] == pytest.approx(1.0)
+
+
+def test_corloc_counts_the_top_detection_only():
+    hit = metrics.ImageResult("a", np.array([1, 1]), np.array([0.9, 0.1]), np.array([[0, 0, 10, 10], [50, 50, 60, 60]], float),
+                              np.array([1]), np.array([[0, 0, 10, 10]], float))  # fmt: skip
+    miss = metrics.ImageResult("b", np.array([1, 1]), np.array([0.9, 0.1]), np.array([[50, 50, 60, 60], [0, 0, 10, 10]], float),
+                               np.array([1, 2]), np.array([[0, 0, 10, 10], [0, 0, 5, 5]], float))  # fmt: skip
+    out = metrics.corloc([hit, miss], num_classes=2)
+    assert out["per_class"][0] == pytest.approx(50.0) and out["per_class"][1] == 0.0
+    assert out["CorLoc"] == pytest.approx(25.0)
+
+
+def test_mask_ap_equals_pycocotools():
+    """Same number where both define it: one IoU threshold, COCO's 101-point sampling
+    (`points=101`), no crowd regions, at most 100 predictions an image, area range 'all', and each
+    prediction reaching the threshold with at most one ground-truth instance (so VOC's "best
+    instance or nothing" and COCO's "best free instance" match alike)."""
+    pytest.importorskip("pycocotools")
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    rng = np.random.default_rng(0)
+    results, images, anns, dets = [], [], [], []
+    for i in range(12):
+        gts, classes = [], []
+        for k in range(rng.integers(1, 4)):  # instances in separate 20-pixel cells
+            gts.append(block(60, 60, 20 * k + 2, int(rng.integers(0, 30)), int(rng.integers(8, 16)), int(rng.integers(8, 20))))
+            classes.append(int(rng.integers(1, 3)))
+        preds, pcls, scores = [], [], []
+        for g, c in zip(gts, classes):
+            for _ in range(rng.integers(0, 3)):  # shifted copies: some hits, duplicates and misses
+                preds.append(np.roll(g, int(rng.integers(-6, 7)), axis=1))
+                pcls.append(c if rng.random() < 0.8 else 3 - c)
+                scores.append(float(rng.random()))
+        gts, preds = np.array(gts), np.array(preds).reshape(-1, 60, 60)
+        results.append(metrics.ImageResult(str(i), np.array(pcls, np.int64), np.array(scores), np.zeros((len(preds), 4)),
+                                           np.array(classes), np.zeros((len(gts), 4)), pred_masks=preds, gt_masks=gts,
+                                           gt_mask_classes=np.array(classes)))  # fmt: skip
+        images.append({"id": i, "height": 60, "width": 60})
+        for g, c in zip(gts, classes):
+            rle = mask_utils.encode(np.asfortranarray(g.astype(np.uint8)))
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": c, "segmentation": rle, "iscrowd": 0,
+                         "area": float(g.sum()), "bbox": list(mask_utils.toBbox(rle))})  # fmt: skip
+        for p, c, s in zip(preds, pcls, scores):
+            dets.append({"image_id": i, "category_id": c, "score": s,
+                         "segmentation": mask_utils.encode(np.asfortranarray(p.astype(np.uint8)))})  # fmt: skip
+    gt = COCO()
+    gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": 1}, {"id": 2}]}
+    gt.createIndex()
+    ev = COCOeval(gt, gt.loadRes(dets), "segm")
+    for t in (0.5, 0.75):
+        ev.params.iouThrs = np.array([t])
+        ev.params.maxDets = [100]
+        ev.params.areaRng, ev.params.areaRngLbl = [[0, 1e10]], ["all"]
+        ev.evaluate()
+        ev.accumulate()
+        coco = [float(np.mean(ev.eval["precision"][0, :, k, 0, 0])) for k in range(2)]
+        ours = metrics.mean_ap(results, 2, t, "mask", points=101)["per_class"]
+        assert ours == pytest.approx([100 * v for v in coco], abs=1e-9)
+
+
+def test_paste_masks_fills_the_box_pixels():
+    ones = torch.ones(1, 28, 28)
+    out = paste_masks(ones, torch.tensor([[2.0, 3.0, 6.0, 8.0]]), 10, 12, 0.5)
+    expected = torch.zeros(10, 12, dtype=torch.bool)
+    expected[3:8, 2:6] = True
+    assert torch.equal(out[0], expected)
+    half = torch.zeros(1, 28, 28)
+    half[:, :, :14] = 1  # the left half of the box
+    out = paste_masks(half, torch.tensor([[0.0, 0.0, 8.0, 4.0]]), 4, 8, 0.5)
+    assert out[0, :, :4].all() and not out[0, :, 4:].any()
+    clipped = paste_masks(ones.expand(2, 28, 28), torch.tensor([[-5.0, -5.0, 3.0, 3.0], [4.0, 4.0, 4.0, 9.0]]), 6, 6, 0.5)
+    assert clipped[0, :3, :3].all() and clipped[0].sum() == 9 and not clipped[1].any()  # degenerate box: empty
+    assert paste_masks(torch.zeros(0, 28, 28), torch.zeros(0, 4), 5, 5, 0.5).shape == (0, 5, 5)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_root, tmp_path_factory):
+    return train.run(tiny_config(tiny_root, tmp_path_factory.mktemp("ev") / "run", "solver.max_iter=2"))
+
+
+def test_one_view_ensemble_equals_plain_inference(trained, tiny_root):
+    model, cfg, _ = evaluate.load_model(trained / "checkpoints" / "last.pt", ["test.score_thresh=0.0"])
+    data, _ = evaluate._views_loader(cfg, tiny_root, "val", (112,), False)
+    views = data[0]
+    h, w = data.data.image_size(views[0].image_id)
+    det = Predictor(model, cfg.test, cfg.model.xi, torch.device("cpu"))(views, (h, w))
+    # by hand: one view, mean refinement scores, argmax class, per-class NMS, Eq.10 masks
+    s = views[0]
+    res3, res4 = model.features(s.image[None])
+    rois = torch.cat([torch.zeros(len(s.boxes), 1), s.boxes], 1)
+    scores, boxes = model.detect(res4, rois)
+    boxes = (boxes / s.scale).clamp(min=0)
+    boxes = torch.min(boxes, torch.tensor([w, h, w, h], dtype=boxes.dtype))
+    top, cls = scores.max(1)
+    from wsis.ops import reference as ref
+
+    keep = ref.batched_nms(boxes, top, cls, cfg.test.nms)[: cfg.test.max_detections]
+    torch.testing.assert_close(det.boxes, boxes[keep])
+    assert torch.equal(det.classes, cls[keep] + 1)
+    vb = boxes[keep] * s.scale
+    maps = model.mask_maps(res3, res4, torch.cat([torch.zeros(len(vb), 1), vb], 1), cls[keep] + 1)
+    assert torch.equal(det.masks, paste_masks(maps, boxes[keep], h, w, cfg.model.xi))
+
+
+def test_evaluate_cli_and_rescoring_its_predictions(trained, tiny_root, tmp_path, capsys):
+    ckpt = trained / "checkpoints" / "last.pt"
+    evaluate.main(["--checkpoint", str(ckpt), "--data", str(tiny_root), "--corloc-split", "none", "--out", str(tmp_path / "a")])
+    first = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    evaluate.main(["--predictions", str(tmp_path / "a" / "predictions.json"), "--data", str(tiny_root), "--out", str(tmp_path / "b")])
+    again = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    for k in ("mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "CorLoc"):
+        assert again[k] == pytest.approx(first[k], abs=1e-6), k
+    assert "mAP@0.5" in capsys.readouterr().out
+
+
+def test_a_checkpoint_that_does_not_fit_says_what_differs(trained):
+    with pytest.raises(ValueError, match="does not fit .*different shapes: .*img"):
+        evaluate.load_model(trained / "checkpoints" / "last.pt", ["model.img_dim=4"])
+
+
+def test_predict_writes_overlays_and_skips_unreadable_images(trained, tiny_root, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("syn_000006.jpg", "syn_000007.jpg"):
+        (folder / name).write_bytes((tiny_root / "JPEGImages" / name).read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(SystemExit) as code:
+        predict.main(["--checkpoint", str(trained / "checkpoints" / "last.pt"), str(folder), "--out", str(tmp_path / "out"),
+                      "--min-score", "0"])  # fmt: skip
+    assert code.value.code == 0
+    assert "skipped" in capsys.readouterr().err
+    for stem in ("syn_000006", "syn_000007"):
+        assert (tmp_path / "out" / f"{stem}.png").is_file()
+        entries = json.loads((tmp_path / "out" / f"{stem}.json").read_text())["detections"]
+        assert all({"bbox", "score", "segmentation", "category_name"} <= set(e) for e in entries)

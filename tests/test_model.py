@@ -1,0 +1,216 @@
+"""The network: its losses against a hand computation of Eq.3-9, ablation switches, weights loading."""
+import math
+
+import pytest
+import torch
+
+from wsis import config as config_lib
+from wsis.model import CommunityNet, ResNetGN, load_pretrained
+from wsis.model.losses import decode, encode
+from wsis.ops import reference as ref
+
+C = 3
+
+
+def tiny(*overrides):
+    cfg = config_lib.load(None, ["model.backbone.width=8", "model.img_dim=8", "model.seg_dim=8",
+                                 "model.regressor_dim=8", "model.fc_std=0.3", *overrides])  # fmt: skip
+    torch.manual_seed(0)
+    return CommunityNet(cfg.model, C), cfg.model
+
+
+def batch(seed=0, n=(7, 5)):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(2, 3, 64, 80, generator=g)
+    rois = []
+    for b, k in enumerate(n):
+        xy = torch.rand(k, 2, generator=g) * 40
+        wh = torch.rand(k, 2, generator=g) * 30 + 8
+        rois.append(torch.cat([torch.full((k, 1), float(b)), xy, xy + wh], 1))
+    rois = torch.cat(rois)
+    rois[2, 1:] = rois[1, 1:] + torch.tensor([1.0, 1.0, 2.0, 1.0])  # a near-duplicate: a regression pair
+    labels = torch.tensor([[1.0, 0, 1], [0, 1, 0]])
+    return images, rois, list(n), labels
+
+
+def by_hand(model, cfg, rois, counts, labels, out):
+    """Eq.3-9 written out with plain loops over the model's raw outputs."""
+    total = {"cls": 0.0, "refine": 0.0, "reg": 0.0}
+    start = 0
+    for b, n in enumerate(counts):
+        rows = range(start, start + n)
+        boxes = rois[start : start + n, 1:]
+        xc, xd = out["cls_logits"][start : start + n], out["det_logits"][start : start + n]
+        z = torch.zeros(n, C)
+        for r in range(n):
+            for c in range(C):  # Eq.11-13
+                sc = math.exp(xc[r, c]) / sum(math.exp(xc[r, k]) for k in range(C))
+                sd = math.exp(xd[r, c]) / sum(math.exp(xd[j, c]) for j in range(n))
+                z[r, c] = sc * sd
+        phi = z.sum(0)
+        total["cls"] += -sum(
+            labels[b, c] * math.log(phi[c]) + (1 - labels[b, c]) * math.log(1 - phi[c]) for c in range(C)
+        )  # Eq.3
+        prev, probs = z, []
+        for logits in out["refine_logits"]:
+            lab, w, _, _ = ref.oicr_assign(boxes, prev, labels[b])
+            x = torch.softmax(logits[start : start + n], 1)
+            total["refine"] += -sum(w[i] * math.log(x[i, lab[i]]) for i in range(n)) / n  # Eq.4
+            probs.append(x)
+            prev = x[:, 1:]
+        mean = torch.stack(probs).mean(0)
+        _, _, seed, iou = ref.oicr_assign(boxes, mean[:, 1:], labels[b])
+        reg = 0.0
+        for i in range(n):
+            if iou[i] > cfg.reg_iou:  # Eq.5 with the R-CNN offsets of Eq.14
+                p, g = boxes[i].tolist(), boxes[seed[i]].tolist()
+                pw, ph, gw, gh = p[2] - p[0], p[3] - p[1], g[2] - g[0], g[3] - g[1]
+                t = [(g[0] + gw / 2 - p[0] - pw / 2) / pw, (g[1] + gh / 2 - p[1] - ph / 2) / ph,
+                     math.log(gw / pw), math.log(gh / ph)]  # fmt: skip
+                for k in range(4):
+                    d = abs(t[k] - float(out["offsets"][list(rows)[i], k]))
+                    reg += 0.5 * d * d if d < 1 else d - 0.5
+        total["reg"] += reg / n
+        start += n
+    total = {k: v / len(counts) for k, v in total.items()}
+    sel = out["selection"]
+    s = len(sel.index)
+    img = 0.0
+    for level in out["cam_logits"]:  # Eq.7-8
+        p = torch.softmax(level, 1)
+        for r in range(s):
+            for c in range(C + 1):
+                y = 1.0 if c == sel.classes[r] else 0.0
+                img += -(y * math.log(p[r, c]) + (1 - y) * math.log(1 - p[r, c])) / s
+    total["img"] = img
+    _, masks = ref.cam_pseudo_masks(out["cams"].detach(), cfg.xi)  # Eq.1
+    sl = out["seg_logits"]
+    q = torch.sigmoid(sl.double())
+    m = masks.double()
+    t2 = sl.shape[-1] * sl.shape[-2]
+    total["seg"] = float(-(m * q.log() + (1 - m) * (1 - q).log()).sum() / t2 / s)  # Eq.9
+    return total
+
+
+def test_losses_match_a_hand_computation_of_eq3_to_eq9():
+    model, cfg = tiny()
+    images, rois, counts, labels = batch()
+    loss, out = model(images, rois, counts, labels, torch.Generator().manual_seed(0))
+    plain = {k: [x.detach() for x in v] if isinstance(v, list) else (v.detach() if torch.is_tensor(v) else v)
+             for k, v in out.items()}  # fmt: skip
+    expected = by_hand(model, cfg, rois, counts, labels, plain)
+    assert set(loss) == {"cls", "refine", "reg", "img", "seg"}
+    for k, v in expected.items():
+        assert loss[k].item() == pytest.approx(float(v), rel=1e-4, abs=1e-6), k
+    assert loss["reg"].item() > 0  # the near-duplicate pair was regressed
+    # the class scores of IMG are the weighted GAP of its CAMs
+    l, s, k, t, _ = out["cams"].shape
+    torch.testing.assert_close(out["cam_logits"], ref.weighted_gap(out["cams"].reshape(l * s, k, t, t), cfg.gap_sigma).reshape(l, s, k))
+
+
+def test_selection_takes_foreground_of_each_label_and_far_background():
+    model, cfg = tiny("model.bg_per_image=2")
+    images, rois, counts, labels = batch(1, n=(30, 30))
+    _, out = model(images, rois, counts, labels, torch.Generator().manual_seed(0))
+    sel = out["selection"]
+    image_of = rois[sel.index, 0].long()
+    for b in range(2):
+        fg = set(sel.classes[(image_of == b) & (sel.classes > 0)].tolist())
+        assert fg == {c + 1 for c in torch.nonzero(labels[b]).flatten().tolist()}
+        assert ((image_of == b) & (sel.classes == 0)).sum() <= 2
+    for i in torch.nonzero(sel.classes == 0).flatten():
+        same = (image_of == image_of[i]) & (sel.classes > 0)
+        assert ref.box_iou(rois[sel.index[i], 1:][None], rois[sel.index[same], 1:]).max() < cfg.bg_iou
+
+
+def test_no_gradient_flows_through_the_pseudo_masks():
+    model, _ = tiny()
+    images, rois, counts, labels = batch()
+    loss, _ = model(images, rois, counts, labels)
+    loss["seg"].backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.img.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in model.seg.parameters())
+
+
+@pytest.mark.parametrize(
+    "overrides, keys",
+    [
+        (["model.img=false", "model.seg=false"], {"cls", "refine", "reg"}),
+        (["model.seg=false"], {"cls", "refine", "reg", "img"}),
+        (["model.regressor=none"], {"cls", "refine", "img", "seg"}),
+        (["model.regressor=specific"], {"cls", "refine", "reg", "img", "seg"}),
+        (["model.img_background=false"], {"cls", "refine", "reg", "img", "seg"}),
+        (["model.img_weighted_gap=false", "model.img_log_smoothing=false"], {"cls", "refine", "reg", "img", "seg"}),
+    ],
+)
+def test_ablation_switches(overrides, keys):
+    model, cfg = tiny(*overrides)
+    images, rois, counts, labels = batch()
+    loss, out = model(images, rois, counts, labels)
+    assert set(loss) == keys and all(torch.isfinite(v) for v in loss.values())
+    sum(loss.values()).backward()
+    if "model.regressor=specific" in overrides:
+        assert out["offsets"].shape == (len(rois), 4 * C)
+    if "model.img_background=false" in overrides:
+        assert out["cams"].shape[2] == C and (out["selection"].classes > 0).all()
+    res3, res4 = model.features(images[:1])
+    maps = model.mask_maps(res3, res4, rois[:3], torch.tensor([1, 2, 3]))
+    assert (maps is None) == (not cfg.img)
+
+
+def test_seg_without_img_is_refused():
+    with pytest.raises(ValueError, match="model.seg=true needs model.img=true"):
+        config_lib.load(None, ["model.img=false"])
+
+
+def test_mask_maps_are_eq10_before_the_threshold():
+    model, cfg = tiny()
+    images, rois, _, _ = batch()
+    res3, res4 = model.features(images[:1])
+    r = rois[:4].clone()
+    r[:, 0] = 0
+    classes = torch.tensor([1, 3, 2, 1])
+    maps = model.mask_maps(res3, res4, r, classes)
+    f5 = model._res5(res4, r)
+    cams, _ = model.img(model._levels(res3, res4, f5, r))
+    mean, _ = ref.cam_pseudo_masks(cams, cfg.xi)
+    seg = torch.sigmoid(model.seg(model._upsampled(f5)))
+    rows = torch.arange(4)
+    torch.testing.assert_close(maps, (mean[rows, classes] + seg[rows, classes]) / 2)
+
+
+def test_box_offsets_round_trip():
+    p = torch.tensor([[0.0, 0, 10, 20], [5, 5, 7, 9]])
+    g = torch.tensor([[1.0, 2, 12, 18], [4, 6, 9, 8]])
+    torch.testing.assert_close(decode(p, encode(p, g)), g)
+    assert encode(p, p).abs().max() == 0
+
+
+def test_backbone_freezes_stem_and_res2_and_loads_torchvision_names(tmp_path):
+    net = ResNetGN(18, 8, freeze_at=2)
+    assert not any(p.requires_grad for p in net.conv1.parameters())
+    assert not any(p.requires_grad for p in net.layer1.parameters())
+    assert all(p.requires_grad for p in net.layer2.parameters())
+    src = ResNetGN(18, 8)
+    for p in src.parameters():
+        torch.nn.init.normal_(p)
+    state = dict(src.state_dict())
+    state["fc.weight"] = torch.zeros(10, 64)  # a classifier and BatchNorm statistics are skipped
+    state["bn1.running_mean"] = torch.zeros(8)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "w.pth")
+    report = load_pretrained(net, str(tmp_path / "w.pth"))
+    torch.testing.assert_close(net.layer3[0].conv1.weight, src.layer3[0].conv1.weight)
+    assert "fc.weight" in report["skipped"] and not report["missing"]
+    torch.save(ResNetGN(18, 16).state_dict(), tmp_path / "wide.pth")
+    with pytest.raises(ValueError, match="model.backbone.weights: .* does not fit"):
+        load_pretrained(net, str(tmp_path / "wide.pth"))
+    with pytest.raises(FileNotFoundError, match="model.backbone.weights"):
+        load_pretrained(net, str(tmp_path / "absent.pth"))
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50, 101])
+def test_backbone_depths_give_the_documented_channels(depth):
+    net = ResNetGN(depth, 8)
+    res3, res4 = net.trunk(torch.randn(1, 3, 64, 64))
+    assert res3.shape[1:] == (net.channels["res3"], 8, 8) and res4.shape[1:] == (net.channels["res4"], 4, 4)
+    assert net.res5(torch.randn(2, net.channels["res4"], 7, 7)).shape[1] == net.channels["res5"]

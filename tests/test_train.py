@@ -1,0 +1,140 @@
+"""python -m wsis.train: run folder, exact resume, divergence, Ctrl-C, config errors, DDP on gloo."""
+import json
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from conftest import tiny_config
+from wsis import train
+from wsis.engine import checkpoint
+from wsis.engine.trainer import StepSchedule, Trainer, TrainingDiverged
+from wsis.model import network
+
+
+def losses_of(run_dir):
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def test_a_run_writes_its_folder_and_evaluates(tiny_root, tmp_path):
+    run_dir = train.run(tiny_config(tiny_root, tmp_path / "run"))
+    assert (run_dir / "config.yaml").is_file()
+    assert [r["iteration"] for r in losses_of(run_dir)] == [1, 2, 3, 4]
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"model_0000002.pt", "model_0000004.pt", "last.pt"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "CorLoc", "num_images", "per_class"):
+        assert key in metrics
+    assert metrics["num_images"] == 3 and metrics["corloc_split"] == "train"
+    assert (run_dir / "predictions.json").is_file()
+
+
+def test_resume_continues_exactly(tiny_root, tmp_path):
+    full = train.run(tiny_config(tiny_root, tmp_path / "full", "evaluate=false"))
+    half = train.run(tiny_config(tiny_root, tmp_path / "half", "evaluate=false", "solver.max_iter=2"))
+    cfg, resume = train.parse(["--resume", str(half), "solver.max_iter=4"])
+    train.run(cfg, resume)
+    a, b = losses_of(full), losses_of(half)
+    assert [r["iteration"] for r in b] == [1, 2, 3, 4]
+    for x, y in zip(a, b):
+        assert {k: x[k] for k in ("cls", "refine", "reg", "img", "seg", "lr")} == \
+               {k: y[k] for k in ("cls", "refine", "reg", "img", "seg", "lr")}  # fmt: skip
+    sa = checkpoint.load(full / "checkpoints" / "last.pt")["model"]
+    sb = checkpoint.load(half / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_a_run_folder_is_not_overwritten(tiny_root, tmp_path):
+    cfg = tiny_config(tiny_root, tmp_path / "run", "evaluate=false", "solver.max_iter=1")
+    train.run(cfg)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train.run(cfg)
+
+
+def test_a_nan_loss_stops_with_the_last_checkpoint_intact(tiny_root, tmp_path, monkeypatch):
+    real, calls = network.losses.midn_loss, []
+
+    def poisoned(phi, labels):
+        calls.append(1)
+        out = real(phi, labels)
+        return out * float("nan") if len(calls) > 6 else out  # iteration 4 (2 images an iteration)
+
+    monkeypatch.setattr(network.losses, "midn_loss", poisoned)
+    cfg = tiny_config(tiny_root, tmp_path / "run", "evaluate=false", "solver.max_iter=6")
+    with pytest.raises(TrainingDiverged, match="loss is nan at iteration 3 .*last good checkpoint"):
+        train.run(cfg)
+    assert checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == 2
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_root, tmp_path, monkeypatch):
+    real, calls = network.losses.midn_loss, []
+
+    def interrupt(phi, labels):
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        return real(phi, labels)
+
+    monkeypatch.setattr(network.losses, "midn_loss", interrupt)
+    cfg = tiny_config(tiny_root, tmp_path / "run", "evaluate=false", "solver.checkpoint_period=100")
+    with pytest.raises(KeyboardInterrupt):
+        train.run(cfg)
+    assert checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == 3
+    monkeypatch.setattr(network.losses, "midn_loss", real)
+    train.run(*train.parse(["--resume", str(tmp_path / "run")]))
+    assert checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == 4
+
+
+def test_a_wrong_config_key_lists_the_valid_keys(capsys):
+    with pytest.raises(SystemExit):
+        train.parse(["solver.learning_rate=0.1"])
+    err = capsys.readouterr().err
+    assert "unknown config key 'solver.learning_rate'" in err and "solver.lr" in err
+    with pytest.raises(SystemExit):
+        train.parse(["solver.lr=fast"])
+    assert "solver.lr: cannot use 'fast' as a float" in capsys.readouterr().err
+
+
+def test_the_shipped_configs_load(tmp_path):
+    from pathlib import Path
+
+    from wsis import config as config_lib
+
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    assert config_lib.load(configs / "synthetic.yaml") == config_lib.Config()  # the file states the defaults
+    paper = config_lib.load(configs / "voc2012_r50.yaml")
+    assert paper.model.backbone.depth == 50 and paper.solver.max_iter == 120000 and paper.solver.steps == (90000,)
+
+
+def test_step_schedule():
+    s = StepSchedule((10, 20), 0.1, warmup_iters=4, warmup_factor=0.5)
+    assert [round(s(i), 6) for i in (0, 2, 4, 9, 10, 20)] == [0.5, 0.75, 1.0, 1.0, 0.1, 0.01]
+
+
+def _ddp_worker(rank, world, port, root, out, results):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))  # fmt: skip
+    torch.set_num_threads(1)
+    from wsis.engine import distributed
+
+    cfg = tiny_config(root, out, "evaluate=false", "solver.max_iter=3")
+    w = distributed.init("cpu")
+    trainer = Trainer(cfg, out, root, w, torch.device("cpu"))
+    (out).mkdir(parents=True, exist_ok=True)
+    trainer.train(log=lambda *a: None)
+    flat = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+    gathered = [torch.zeros_like(flat) for _ in range(world)]
+    torch.distributed.all_gather(gathered, flat)
+    results[rank] = bool(all(torch.equal(gathered[0], g) for g in gathered))
+    distributed.cleanup(w)
+
+
+def test_ddp_on_two_cpu_processes_keeps_ranks_identical(tiny_root, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_ddp_worker, args=(2, port, tiny_root, tmp_path / "ddp", results), nprocs=2)
+    assert dict(results) == {0: True, 1: True}
+    assert {p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir()} == {"model_0000002.pt", "model_0000003.pt", "last.pt"}

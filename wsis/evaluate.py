@@ -1,0 +1,246 @@
+"""python -m wsis.evaluate --checkpoint CKPT [--data ROOT] [--split val] [--tta] [--postprocess ...] [key=value ...]
+python -m wsis.evaluate --predictions FILE.json --data ROOT [--split val]
+
+Scores a checkpoint (mAP^r at 0.25/0.5/0.75, ABO and detection mAP@0.5 on `--split`, CorLoc on
+`--corloc-split`, the training split as in the paper) or a COCO-format predictions file made by
+any tool. Prints a table and writes `metrics.json` and `predictions.json` (COCO results format
+with RLE masks) into `--out`.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from . import config as config_lib
+from . import metrics as M
+from .config import Config
+from .data.loader import InferenceDataset
+from .data.voc import VOCDataset, read_annotation
+from .engine import checkpoint as ckpt_lib
+from .inference import Detections, Predictor
+from .model import CommunityNet
+from .progress import Progress
+
+
+def load_model(path: Path, overrides: List[str] = (), device: Optional[torch.device] = None):
+    """(model, config, classes) of a checkpoint; the config is the checkpoint's own plus `overrides`."""
+    state = ckpt_lib.load(path)
+    if "model" not in state or "config" not in state:
+        raise ValueError(f"{path} is not a wsis checkpoint (no 'model'/'config' entries)")
+    cfg = config_lib.merge(config_lib.Config(), state["config"])
+    for item in overrides:
+        key, _, text = item.partition("=")
+        config_lib.merge(cfg, {key.strip(): config_lib.yaml.safe_load(text)})
+    cfg.check()
+    classes = list(state["classes"])
+    model = CommunityNet(cfg.model, len(classes))
+    ckpt_lib.check_fits(model, state["model"], f"checkpoint {path}")
+    model.load_state_dict(state["model"])
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), cfg, classes
+
+
+def _first(batch):
+    return batch[0]
+
+
+def _views_loader(cfg: Config, root: Path, split: str, scales, flip: bool):
+    data = InferenceDataset(root, split, scales, cfg.data.max_size, flip, cfg.data.proposal_mode, cfg.data.min_box,
+                            cfg.data.max_boxes)  # fmt: skip
+    loader = torch.utils.data.DataLoader(data, batch_size=1, collate_fn=_first, num_workers=cfg.data.workers)
+    return data, loader
+
+
+def test_views(cfg: Config):
+    return tuple(cfg.test.scales or cfg.data.scales), cfg.test.flip
+
+
+def predict_split(model, cfg: Config, root: Path, split: str, device, postprocess=None, what: str = "inference"):
+    """{image_id: Detections} for every image of a split."""
+    scales, flip = test_views(cfg)
+    data, loader = _views_loader(cfg, root, split, scales, flip)
+    predictor = Predictor(model, cfg.test, cfg.model.xi, device)
+    out = {}
+    bar = Progress(len(data), f"{what} {split}", "img")
+    for i, views in enumerate(loader):
+        image_id = views[0].image_id
+        det = predictor(views, data.data.image_size(image_id))
+        if postprocess is not None:
+            det.masks = postprocess(image_id, det.masks)
+        out[image_id] = det
+        bar.update(i + 1)
+    return out
+
+
+def _result(image_id, det: Detections, data: VOCDataset, with_masks: bool) -> M.ImageResult:
+    classes, boxes, _ = read_annotation(data.root / "Annotations" / f"{image_id}.xml", data.classes)
+    res = M.ImageResult(image_id, det.classes.numpy(), det.scores.numpy().astype(np.float64), det.boxes.numpy(),
+                        classes.numpy(), boxes.numpy())  # fmt: skip
+    if with_masks:
+        inst = data.instances(image_id)
+        res.pred_masks, res.gt_masks, res.void = det.masks.numpy(), inst.masks.numpy(), inst.void.numpy()
+        res.gt_mask_classes = inst.classes.numpy()
+    return res
+
+
+def score(dets: Dict[str, Detections], data: VOCDataset, corloc_dets: Optional[Dict[str, Detections]],
+          corloc_data: Optional[VOCDataset]) -> Dict[str, object]:  # fmt: skip
+    """The metrics file's content (DESIGN §5) from detections of the evaluation (and CorLoc) split."""
+    results = [_result(i, dets[i], data, True) for i in data.image_ids if i in dets]
+    missing = [i for i in data.image_ids if i not in dets]
+    num_classes = len(data.classes)
+    m = M.instance_metrics(results, num_classes)
+    if corloc_dets is not None:
+        cl = M.corloc([_result(i, corloc_dets[i], corloc_data, False) for i in corloc_data.image_ids if i in corloc_dets],
+                      num_classes)  # fmt: skip
+    else:
+        cl = M.corloc([_result(i, dets[i], data, False) for i in data.image_ids if i in dets], num_classes)
+    m["CorLoc"] = cl["CorLoc"]
+    m["per_class"]["CorLoc"] = cl["per_class"]
+    m["per_class"] = {k: dict(zip(data.classes, v)) for k, v in m["per_class"].items()}
+    m["num_images"] = len(results)
+    if missing:
+        m["images_without_predictions"] = len(missing)
+    order = ["mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "CorLoc", "num_images"]
+    return {k: m[k] for k in order} | {k: v for k, v in m.items() if k not in order}
+
+
+# ---- COCO results format ---------------------------------------------------------------------
+def to_coco(dets: Dict[str, Detections]) -> List[dict]:
+    from pycocotools import mask as mask_utils
+
+    out = []
+    for image_id, d in dets.items():
+        for box, cls, s, m in zip(d.boxes.tolist(), d.classes.tolist(), d.scores.tolist(), d.masks.numpy()):
+            rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+            rle["counts"] = rle["counts"].decode("ascii")
+            out.append({"image_id": image_id, "category_id": int(cls), "score": float(s),
+                        "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "segmentation": rle})  # fmt: skip
+    return out
+
+
+def from_coco(path: Path, data: VOCDataset) -> Dict[str, Detections]:
+    """Detections per image from a COCO results file (DESIGN §5); images without entries have none."""
+    from pycocotools import mask as mask_utils
+
+    try:
+        entries = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"--predictions: cannot read {path} as JSON: {e}") from None
+    if not isinstance(entries, list):
+        raise ValueError(f"--predictions: {path} must hold a JSON list of results")
+    by_image: Dict[str, list] = {}
+    for n, e in enumerate(entries):
+        try:
+            by_image.setdefault(str(e["image_id"]), []).append((int(e["category_id"]), float(e["score"]), e["bbox"],
+                                                                 e["segmentation"]))  # fmt: skip
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"--predictions: entry {n} of {path} lacks image_id/category_id/score/bbox/segmentation") from None
+    out = {}
+    for image_id in data.image_ids:
+        items = by_image.get(image_id, [])
+        h, w = data.image_size(image_id)
+        masks = np.zeros((len(items), h, w), bool)
+        for k, (c, _, _, seg) in enumerate(items):
+            if not 1 <= c <= len(data.classes):
+                raise ValueError(f"--predictions: category_id {c} of {image_id} is outside 1..{len(data.classes)}")
+            rle = dict(seg, counts=seg["counts"].encode("ascii") if isinstance(seg["counts"], str) else seg["counts"])
+            masks[k] = mask_utils.decode(rle).astype(bool)
+        boxes = torch.tensor([[b[0], b[1], b[0] + b[2], b[1] + b[3]] for _, _, b, _ in items], dtype=torch.float32)
+        out[image_id] = Detections(boxes.reshape(-1, 4), torch.tensor([c for c, *_ in items], dtype=torch.int64),
+                                   torch.tensor([s for _, s, *_ in items], dtype=torch.float32),
+                                   torch.from_numpy(masks))  # fmt: skip
+    return out
+
+
+def table(m: Dict[str, object]) -> str:
+    keys = ["mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "CorLoc"]
+    head = " | ".join(f"{k:>11}" for k in keys)
+    row = " | ".join(f"{m[k]:>11.1f}" for k in keys)
+    return f"{head}\n{row}\n({m['num_images']} images)"
+
+
+def write(out: Path, m: Dict[str, object], dets: Optional[Dict[str, Detections]] = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(m, indent=1) + "\n")
+    if dets is not None:
+        (out / "predictions.json").write_text(json.dumps(to_coco(dets)) + "\n")
+
+
+def evaluate_model(model, cfg: Config, root: Path, split: str, corloc_split: Optional[str], device, postprocess=None):
+    data = VOCDataset(root, split)
+    dets = predict_split(model, cfg, root, split, device, postprocess)
+    corloc_dets = corloc_data = None
+    if corloc_split and corloc_split != split:
+        corloc_data = VOCDataset(root, corloc_split)
+        corloc_dets = predict_split(model, cfg, root, corloc_split, device, what="CorLoc")
+    m = score(dets, data, corloc_dets, corloc_data)
+    m["split"], m["corloc_split"] = split, corloc_split or split
+    return m, dets
+
+
+def evaluate_checkpoint(path: Path, root: Path, split: str, out: Path, cfg: Config) -> Dict[str, object]:
+    """Used at the end of training: the run's config decides the test views; metrics into `out`."""
+    model, _, _ = load_model(path)
+    device = next(model.parameters()).device
+    from .data import proposals
+
+    proposals.compute(root, cfg.data.train_split, cfg.data.proposal_mode)
+    m, dets = evaluate_model(model, cfg, root, split, cfg.data.train_split, device)
+    write(out, m, dets)
+    print(table(m))
+    return m
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m wsis.evaluate", description=__doc__.split("\n\n")[0])
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path, help="a checkpoint written by python -m wsis.train")
+    src.add_argument("--predictions", type=Path, help="a COCO results JSON (any tool's) to score instead")
+    parser.add_argument("--data", type=Path, help="VOC-format root (default: the checkpoint config's data)")
+    parser.add_argument("--split", default="val", help="split with instance masks to score (default: val)")
+    parser.add_argument("--corloc-split", default="train", help="split for CorLoc ('none': the --split; default: train)")
+    parser.add_argument("--tta", action="store_true", help="ensemble over every scale of data.scales and the flip")
+    parser.add_argument("--postprocess", default="none", help="none | segments (OpenCV graph segments) | mcg:DIR")
+    parser.add_argument("--out", type=Path, help="where metrics.json and predictions.json go (default: next to the input)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. test.scales=[288]")
+    args = parser.parse_args(argv)
+    try:
+        if args.predictions:
+            if not args.data:
+                parser.error("--predictions needs --data ROOT")
+            data = VOCDataset(args.data, args.split)
+            m = score(from_coco(args.predictions, data), data, None, None)
+            m["split"], m["corloc_split"] = args.split, args.split
+            out = args.out or args.predictions.parent
+            write(out, m)
+        else:
+            overrides = list(args.overrides)
+            if args.tta:
+                overrides += ["test.scales=[]", "test.flip=true"]
+            model, cfg, _ = load_model(args.checkpoint, overrides)
+            root = args.data or Path(cfg.data.root or cfg.data.synthetic_dir)
+            from .data import proposals
+            from .postprocess import make_postprocess
+
+            corloc_split = None if args.corloc_split == "none" else args.corloc_split
+            for split in {args.split, corloc_split} - {None}:
+                proposals.compute(root, split, cfg.data.proposal_mode)
+            post = make_postprocess(args.postprocess, root)
+            device = next(model.parameters()).device
+            m, dets = evaluate_model(model, cfg, root, args.split, corloc_split, device, post)
+            out = args.out or args.checkpoint.parent.parent / f"eval_{args.split}"
+            write(out, m, dets)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(table(m))
+    print(f"metrics: {(out / 'metrics.json').resolve()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Inference (Sec. 3.4): detections by the mean refinement score, masks by Eq.10, the test-time ensemble.
+
+Every view (scale x flip) of an image scores the same proposals; the ensemble averages their
+scores and regressed boxes (mapped back to the original pixels), keeps per proposal its argmax
+class, and runs per-class NMS once. The masks of the surviving boxes are computed in every view,
+their 28x28 maps `(M^c + S^c) / 2` averaged (flipped views mirrored back), pasted into the box at
+image resolution and thresholded at xi.
+"""
+import math
+from dataclasses import dataclass
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from . import ops
+from .config import TestConfig
+from .data.loader import Sample
+from .model import CommunityNet
+
+
+@dataclass
+class Detections:
+    boxes: torch.Tensor  # float32 [D, 4] in original image pixels
+    classes: torch.Tensor  # int64 [D], 1-based
+    scores: torch.Tensor  # float32 [D]
+    masks: torch.Tensor  # bool [D, H, W]
+
+
+def to_view(boxes: torch.Tensor, sample: Sample, width: int) -> torch.Tensor:
+    """Boxes in original pixels to the pixels of a view (resized by `scale`, maybe flipped; `width` its width)."""
+    b = boxes * sample.scale
+    if sample.flipped:
+        b = torch.stack([width - b[..., 2], b[..., 1], width - b[..., 0], b[..., 3]], -1)
+    return b
+
+
+def from_view(boxes: torch.Tensor, sample: Sample, width: int) -> torch.Tensor:
+    """The inverse of `to_view`."""
+    b = boxes
+    if sample.flipped:
+        b = torch.stack([width - b[..., 2], b[..., 1], width - b[..., 0], b[..., 3]], -1)
+    return b / sample.scale
+
+
+def paste_masks(maps: torch.Tensor, boxes: torch.Tensor, height: int, width: int, threshold: float) -> torch.Tensor:
+    """Each `T x T` map resampled (bilinear) onto the pixels whose centres lie in its box, then `> threshold`.
+
+    Pixels outside the box are False. Returns bool [D, height, width].
+    """
+    out = torch.zeros(len(maps), height, width, dtype=torch.bool)
+    for i, (m, b) in enumerate(zip(maps.float().cpu(), boxes.float().cpu())):
+        x1, y1, x2, y2 = b.tolist()
+        if x2 <= x1 or y2 <= y1:
+            continue
+        # pixel j (centre j + 0.5) lies in the box when x1 <= j + 0.5 < x2
+        c0, c1 = max(0, math.ceil(x1 - 0.5)), min(width, math.ceil(x2 - 0.5))
+        r0, r1 = max(0, math.ceil(y1 - 0.5)), min(height, math.ceil(y2 - 0.5))
+        if c1 <= c0 or r1 <= r0:
+            continue
+        gx = (torch.arange(c0, c1) + 0.5 - x1) / (x2 - x1) * 2 - 1
+        gy = (torch.arange(r0, r1) + 0.5 - y1) / (y2 - y1) * 2 - 1
+        grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1)[None]
+        v = F.grid_sample(m[None, None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0, 0]
+        out[i, r0:r1, c0:c1] = v > threshold
+    return out
+
+
+class Predictor:
+    def __init__(self, model: CommunityNet, cfg: TestConfig, xi: float, device: torch.device):
+        self.model, self.cfg, self.xi, self.device = model.eval(), cfg, xi, device
+
+    @torch.no_grad()
+    def _views(self, views: List[Sample]):
+        feats, scores, boxes = [], [], []
+        for s in views:
+            image = s.image[None].to(self.device)
+            res3, res4 = self.model.features(image)
+            rois = torch.cat([s.boxes.new_zeros(len(s.boxes), 1), s.boxes], 1).to(self.device)
+            sc, bx = self.model.detect(res4, rois)
+            width = image.shape[-1]
+            feats.append((res3, res4, width))
+            scores.append(sc.float().cpu())
+            boxes.append(from_view(bx.float().cpu(), s, width))
+        return feats, torch.stack(scores).mean(0), torch.stack(boxes).mean(0)
+
+    @torch.no_grad()
+    def __call__(self, views: List[Sample], size: Tuple[int, int]) -> Detections:
+        """Detections of one image from its views (one or more scale x flip `Sample`s); `size` = (H, W)."""
+        h, w = size
+        feats, scores, boxes = self._views(views)
+        cls = scores.argmax(1)
+        top = scores.gather(1, cls[:, None]).squeeze(1)
+        argmax_scores = torch.zeros_like(scores).scatter_(1, cls[:, None], top[:, None])
+        if boxes.dim() == 3:  # class-specific regression: each proposal's box for its class
+            boxes = boxes[torch.arange(len(boxes)), cls]
+        boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h), boxes[:, 2].clamp(0, w),
+                             boxes[:, 3].clamp(0, h)], 1)  # fmt: skip
+        rows, classes = ops.multiclass_nms(boxes, argmax_scores, self.cfg.nms, self.cfg.score_thresh)
+        kept_scores = argmax_scores[rows, classes]
+        order = torch.argsort(kept_scores, descending=True, stable=True)[: self.cfg.max_detections]
+        rows, classes, kept_scores = rows[order], classes[order] + 1, kept_scores[order]
+        det_boxes = boxes[rows]
+        masks = self._masks(views, feats, det_boxes, classes, h, w)
+        return Detections(det_boxes, classes, kept_scores, masks)
+
+    def _masks(self, views, feats, boxes, classes, h, w) -> torch.Tensor:
+        maps = []
+        for s, (res3, res4, width) in zip(views, feats):
+            vb = to_view(boxes, s, width)
+            rois = torch.cat([vb.new_zeros(len(vb), 1), vb], 1).to(self.device)
+            m = self.model.mask_maps(res3, res4, rois, classes.to(self.device))
+            if m is None:  # detector only: the box is the mask
+                return paste_masks(torch.ones(len(boxes), 1, 1), boxes, h, w, 0.5)
+            maps.append((m.flip(-1) if s.flipped else m).float().cpu())
+        return paste_masks(torch.stack(maps).mean(0), boxes, h, w, self.xi)

@@ -1,0 +1,80 @@
+"""Optional post-processing (Sec. 3.4): each mask replaced by the segment proposal that overlaps it best.
+
+Segment proposals come from MCG `.mat` files (`superpixels` [H,W] plus `labels`, a cell array of
+the superpixel ids of each proposal, as MCG's `im2mcg` writes them; or `masks` [H,W,N]), or, for
+users without MCG, from OpenCV's graph-based segmentation at several granularities.
+"""
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+
+
+def load_mcg(path: Path) -> np.ndarray:
+    """Segment proposals bool [N, H, W] of one image from an MCG `.mat` file."""
+    from scipy.io import loadmat
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"MCG proposals not found: {path}")
+    try:
+        mat = loadmat(path)
+    except Exception as e:
+        raise ValueError(f"cannot read MCG proposals {path}: {e}") from None
+    if "masks" in mat:
+        return np.ascontiguousarray(np.moveaxis(mat["masks"].astype(bool), -1, 0))
+    if "superpixels" in mat and "labels" in mat:
+        sp = mat["superpixels"]
+        ids = [np.asarray(cell).ravel() for cell in np.asarray(mat["labels"], dtype=object).ravel()]
+        return np.stack([np.isin(sp, i) for i in ids]) if ids else np.zeros((0,) + sp.shape, bool)
+    raise ValueError(f"{path}: expected 'masks' or 'superpixels' + 'labels' (MCG's format), found {sorted(k for k in mat if not k.startswith('__'))}")
+
+
+def graph_segments(image: np.ndarray, ks: Sequence[float] = (100, 300, 1000), sigma: float = 0.8,
+                   min_size: int = 50) -> np.ndarray:  # fmt: skip
+    """Segment proposals bool [N, H, W]: the regions of Felzenszwalb-Huttenlocher graph segmentation
+    (OpenCV ximgproc) of an RGB uint8 image at each granularity `k`."""
+    import cv2
+
+    out = []
+    for k in ks:
+        seg = cv2.ximgproc.segmentation.createGraphSegmentation(sigma, float(k), min_size).processImage(image[..., ::-1])
+        out += [seg == i for i in range(int(seg.max()) + 1)]
+    return np.stack(out)
+
+
+def best_overlap(masks: torch.Tensor, segments: np.ndarray) -> torch.Tensor:
+    """Each mask replaced by the segment of highest IoU with it (kept as is when none overlaps)."""
+    if len(masks) == 0 or len(segments) == 0:
+        return masks
+    m = masks.reshape(len(masks), -1).float()
+    s = torch.from_numpy(segments.reshape(len(segments), -1)).float()
+    inter = m @ s.T
+    iou = inter / (m.sum(1, keepdim=True) + s.sum(1)[None] - inter).clamp(min=1)
+    best, idx = iou.max(1)
+    out = masks.clone()
+    hit = best > 0
+    out[hit] = torch.from_numpy(segments)[idx[hit]]
+    return out
+
+
+def make_postprocess(spec: str, root: Path) -> Optional[Callable[[str, torch.Tensor], torch.Tensor]]:
+    """`none`, `segments` (OpenCV graph segments of the data set's images) or `mcg:DIR` (DIR/<id>.mat)."""
+    if spec == "none":
+        return None
+    if spec == "segments":
+        from PIL import Image
+
+        def post(image_id: str, masks: torch.Tensor) -> torch.Tensor:
+            with Image.open(Path(root) / "JPEGImages" / f"{image_id}.jpg") as im:
+                rgb = np.asarray(im.convert("RGB"))
+            return best_overlap(masks, graph_segments(rgb))
+
+        return post
+    if spec.startswith("mcg:"):
+        folder = Path(spec[4:])
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--postprocess mcg: folder not found: {folder}")
+        return lambda image_id, masks: best_overlap(masks, load_mcg(folder / f"{image_id}.mat"))
+    raise ValueError(f"--postprocess must be none, segments or mcg:DIR, got {spec!r}")

@@ -1,0 +1,119 @@
+"""python -m wsis.predict --checkpoint CKPT IMAGE_OR_DIR... --out DIR [--min-score 0.3] [--tta] [key=value ...]
+
+For every image: an overlay PNG (masks in colour, boxes, class names and scores) and a JSON of
+its detections (COCO-style boxes and RLE masks). Proposals are computed on the fly (Selective
+Search) unless `--proposals DIR` holds `<image stem>.npy` files. An unreadable image is reported
+and skipped; the others go on.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from .data import proposals as proposals_lib
+from .data.loader import Sample, transform
+from .data.palette import voc_palette
+from .evaluate import load_model, test_views, to_coco
+from .inference import Detections, Predictor
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def find_images(inputs: List[Path]) -> List[Path]:
+    out = []
+    for p in inputs:
+        if p.is_dir():
+            out += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"no such image or folder: {p}")
+    return out
+
+
+def overlay(image: Image.Image, det: Detections, classes: List[str], min_score: float) -> Image.Image:
+    rgb = np.asarray(image.convert("RGB")).astype(np.float32)
+    palette = np.array(voc_palette()).reshape(-1, 3)[1:]
+    keep = [i for i in range(len(det.scores)) if det.scores[i] >= min_score]
+    for n, i in enumerate(keep):
+        colour = palette[n % len(palette)].astype(np.float32)
+        m = det.masks[i].numpy()
+        rgb[m] = 0.45 * rgb[m] + 0.55 * colour
+    out = Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(out)
+    for n, i in enumerate(keep):
+        colour = tuple(int(v) for v in palette[n % len(palette)])
+        x1, y1, x2, y2 = det.boxes[i].tolist()
+        draw.rectangle([x1, y1, x2 - 1, y2 - 1], outline=colour, width=2)
+        label = f"{classes[int(det.classes[i]) - 1]} {float(det.scores[i]):.2f}"
+        tw = draw.textlength(label)
+        draw.rectangle([x1, max(0, y1 - 12), x1 + tw + 4, max(12, y1)], fill=colour)
+        draw.text((x1 + 2, max(0, y1 - 12)), label, fill=(255, 255, 255))
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m wsis.predict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_DIR | key=value",
+                        help="images or folders of images; key=value items are config overrides (e.g. test.flip=true)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for <stem>.png overlays and <stem>.json")
+    parser.add_argument("--min-score", type=float, default=0.3, help="draw detections from this score on (JSON has all)")
+    parser.add_argument("--proposals", type=Path, help="folder of precomputed <stem>.npy proposals (x1 y1 x2 y2)")
+    parser.add_argument("--tta", action="store_true", help="ensemble over every scale of data.scales and the flip")
+    args = parser.parse_args(argv)
+    overrides = [str(p) for p in args.inputs if "=" in str(p) and not p.exists()]
+    inputs = [p for p in args.inputs if str(p) not in overrides]
+    if args.tta:
+        overrides += ["test.scales=[]", "test.flip=true"]
+    try:
+        model, cfg, classes = load_model(args.checkpoint, overrides)
+        images = find_images(inputs)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    device = next(model.parameters()).device
+    predictor = Predictor(model, cfg.test, cfg.model.xi, device)
+    scales, flip = test_views(cfg)
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for n, path in enumerate(images, 1):
+        try:
+            with Image.open(path) as im:
+                image = im.convert("RGB")
+        except OSError as e:
+            print(f"skipped {path}: cannot read it as an image ({e})", file=sys.stderr)
+            failed += 1
+            continue
+        cached = args.proposals / f"{path.stem}.npy" if args.proposals else None
+        boxes = np.load(cached) if cached is not None and cached.is_file() else proposals_lib.selective_search(path, cfg.data.proposal_mode)
+        boxes = proposals_lib.filter_boxes(boxes, image.height, image.width, cfg.data.min_box, cfg.data.max_boxes)
+        if len(boxes) == 0:
+            print(f"skipped {path}: no proposals", file=sys.stderr)
+            failed += 1
+            continue
+        views = []
+        for shorter in scales:
+            for flipped in ((False, True) if flip else (False,)):
+                x, b, scale = transform(image, boxes, shorter, cfg.data.max_size, flipped)
+                views.append(Sample(x, b, torch.zeros(len(classes)), path.stem, scale, flipped))
+        det = predictor(views, (image.height, image.width))
+        overlay(image, det, classes, args.min_score).save(args.out / f"{path.stem}.png")
+        entries = to_coco({path.stem: det})
+        for e in entries:
+            e["category_name"] = classes[e["category_id"] - 1]
+        (args.out / f"{path.stem}.json").write_text(json.dumps({"image": str(path), "detections": entries}, indent=1))
+        shown = int((det.scores >= args.min_score).sum())
+        print(f"[{n}/{len(images)}] {path.name}: {len(det.scores)} detections, {shown} drawn -> {args.out / (path.stem + '.png')}")
+    if failed:
+        print(f"{failed} of {len(images)} images skipped", file=sys.stderr)
+    sys.exit(1 if failed == len(images) else 0)
+
+
+if __name__ == "__main__":
+    main()
