@@ -16,7 +16,7 @@ import yaml
 class BackboneConfig:
     depth: int = 18  # 18, 34 (basic blocks) or 50, 101 (bottlenecks)
     width: int = 16  # channels of the stem; 64 is the standard ResNet
-    freeze_at: int = 2  # 0: train all; 1: freeze the stem; 2: the stem and res2
+    freeze_at: int = 0  # 0: train all (from scratch); 1: freeze the stem; 2: the stem and res2 (with weights)
     weights: str = ""  # a local ImageNet state dict (torchvision or timm names); "" trains from scratch
 
 
@@ -32,9 +32,9 @@ class ModelConfig:
     img_background: bool = True  # Table 4: background CAM channel
     img_weighted_gap: bool = True  # Table 4: weighted GAP (else plain GAP)
     img_log_smoothing: bool = True  # Table 4: log(1 + f) feature smoothing
-    img_dim: int = 128  # channels of each IMG level's conv
+    img_dim: int = 64  # channels of each IMG level's conv
     gap_sigma: float = 7.0  # sigma of the weighted GAP's Gaussian, in 28x28 grid cells
-    seg_dim: int = 128  # channels of the segmentation head's convs
+    seg_dim: int = 64  # channels of the segmentation head's convs
     mask_size: int = 28  # T
     xi: float = 0.4  # Eq.1 and Eq.10 threshold
     fg_thresh: float = 0.5  # OICR: IoU with a seed to be foreground
@@ -58,18 +58,19 @@ class DataConfig:
     flip: bool = True
     proposal_mode: str = "fast"  # Selective Search mode
     min_box: float = 8.0
-    max_boxes: int = 400  # proposals per image
+    max_boxes: int = 200  # proposals per image
     workers: int = 1
 
 
 @dataclass
 class SolverConfig:
     batch_size: int = 2  # images per iteration over all processes
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    max_iter: int = 3000
-    steps: Tuple[int, ...] = (2250,)  # the lr is multiplied by gamma at each
+    optimizer: str = "adamw"  # "sgd" (the paper's, with momentum) or "adamw" (from scratch on the CPU)
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 1e-4
+    max_iter: int = 1500
+    steps: Tuple[int, ...] = (1200,)  # the lr is multiplied by gamma at each
     gamma: float = 0.1
     warmup_iters: int = 100  # linear warm-up from warmup_factor * lr
     warmup_factor: float = 0.1
@@ -81,11 +82,11 @@ class SolverConfig:
 
 @dataclass
 class TestConfig:
-    scales: Tuple[int, ...] = ()  # () = data.scales; the paper's ensemble uses all 5 and the flip
-    flip: bool = True
+    scales: Tuple[int, ...] = (288,)  # () = every scale of data.scales (the paper's ensemble, with the flip)
+    flip: bool = False
     score_thresh: float = 0.01
     nms: float = 0.3
-    max_detections: int = 100
+    max_detections: int = 20
 
 
 @dataclass
@@ -113,6 +114,8 @@ class Config:
             raise ValueError("solver.batch_size and solver.max_iter must be positive")
         if not self.data.scales:
             raise ValueError("data.scales must name at least one scale")
+        if self.solver.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"solver.optimizer must be sgd or adamw, got {self.solver.optimizer!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         return self

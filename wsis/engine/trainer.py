@@ -44,8 +44,11 @@ def build_optimizer(cfg: Config, model: torch.nn.Module):
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on norms and biases
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                          lr=s.lr, momentum=s.momentum)  # fmt: skip
+    groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if s.optimizer == "adamw":
+        opt = torch.optim.AdamW(groups, lr=s.lr)
+    else:
+        opt = torch.optim.SGD(groups, lr=s.lr, momentum=s.momentum)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, StepSchedule(s.steps, s.gamma, s.warmup_iters, s.warmup_factor))
     return opt, sched
 

@@ -1,0 +1,74 @@
+"""End-to-end model speed: one training iteration (forward + backward + SGD step) and inference of
+one image, for the CPU default config and for ResNet50-GN at the paper's scale (CUDA only: on a
+CPU one paper-scale iteration takes minutes, too long to repeat)."""
+from pathlib import Path
+
+import pytest
+import torch
+from bench_inputs import proposals
+
+from wsis import config as config_lib
+from wsis.engine.trainer import build_optimizer
+from wsis.inference import Predictor
+from wsis.data.loader import Sample
+from wsis.model import CommunityNet
+
+SETTINGS = {
+    # name: (config file or None, image size (h, w), proposals an image, classes)
+    "cpu_default": (None, (256, 288), 200, 6),
+    "r50_paper": (Path(__file__).resolve().parent.parent / "configs" / "voc2012_r50.yaml", (688, 1000), 2000, 20),
+}
+
+
+def _model(name, device):
+    path, (h, w), r, c = SETTINGS[name]
+    if name == "r50_paper" and device != "cuda":
+        pytest.skip("ResNet50-GN at the paper's scale is benchmarked on CUDA only")
+    cfg = config_lib.load(path)
+    torch.manual_seed(0)
+    model = CommunityNet(cfg.model, c).to(device)
+    return cfg, model, (h, w), r, c
+
+
+def _batch(h, w, r, c, device, images=2):
+    boxes = [proposals(r, h, w, device=device, seed=i) for i in range(images)]
+    rois = torch.cat([torch.cat([torch.full((r, 1), float(i), device=device), b], 1) for i, b in enumerate(boxes)])
+    labels = torch.zeros(images, c, device=device)
+    labels[:, 0] = labels[-1, 1] = 1
+    return torch.randn(images, 3, h, w, device=device), rois, [r] * images, labels
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_train_iteration(run, device, name, benchmark):
+    benchmark.group = f"train iteration, 2 images [{device}]"
+    cfg, model, (h, w), r, c = _model(name, device)
+    opt, _ = build_optimizer(cfg, model)
+    images, rois, counts, labels = _batch(h, w, r, c, device)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
+
+    def step():
+        with amp:
+            losses, _ = model(images, rois, counts, labels, torch.Generator().manual_seed(0))
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+
+    run(step, rounds=3)
+
+
+@pytest.mark.parametrize("views", [1, 10])
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_inference_one_image(run, device, name, views, benchmark):
+    """One view, or the paper's ensemble of 5 scales x flip (10 views)."""
+    benchmark.group = f"inference of one image, {views} view(s) [{device}]"
+    cfg, model, (h, w), r, c = _model(name, device)
+    cfg.test.max_detections = 20
+    scales = (480, 576, 688, 864, 1000) if views == 10 else (min(h, w),)
+    samples = []
+    for s in scales:
+        f = s / min(h, w)
+        hh, ww = round(h * f), round(w * f)
+        for flipped in ((False, True) if views == 10 else (False,)):
+            samples.append(Sample(torch.randn(3, hh, ww), proposals(r, hh, ww), torch.zeros(c), "x", f, flipped))
+    predictor = Predictor(model, cfg.test, cfg.model.xi, torch.device(device))
+    run(predictor, samples, (h, w), rounds=2)
