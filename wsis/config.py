@@ -69,8 +69,8 @@ class SolverConfig:
     lr: float = 1e-3
     momentum: float = 0.9  # sgd only
     weight_decay: float = 1e-4
-    max_iter: int = 1500
-    steps: Tuple[int, ...] = (1200,)  # the lr is multiplied by gamma at each
+    max_iter: int = 1200
+    steps: Tuple[int, ...] = (1000,)  # the lr is multiplied by gamma at each
     gamma: float = 0.1
     warmup_iters: int = 100  # linear warm-up from warmup_factor * lr
     warmup_factor: float = 0.1
@@ -196,12 +196,17 @@ def load(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = ())
         if not isinstance(tree, dict):
             raise ValueError(f"config file {path} must hold a mapping of keys, not {type(tree).__name__}")
         merge(cfg, tree)
+    return apply_overrides(cfg, overrides).check()
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
+    """`key=value` items, each value read as YAML (`solver.steps=[100,200]`, `model.img=false`)."""
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r} must be key=value, e.g. solver.lr=0.01")
         key, text = item.split("=", 1)
         _set(cfg, key.strip(), yaml.safe_load(text) if text.strip() else "")
-    return cfg.check()
+    return cfg
 
 
 def _plain(tree: Dict[str, Any]) -> Dict[str, Any]:

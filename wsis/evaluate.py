@@ -31,11 +31,7 @@ def load_model(path: Path, overrides: List[str] = (), device: Optional[torch.dev
     state = ckpt_lib.load(path)
     if "model" not in state or "config" not in state:
         raise ValueError(f"{path} is not a wsis checkpoint (no 'model'/'config' entries)")
-    cfg = config_lib.merge(config_lib.Config(), state["config"])
-    for item in overrides:
-        key, _, text = item.partition("=")
-        config_lib.merge(cfg, {key.strip(): config_lib.yaml.safe_load(text)})
-    cfg.check()
+    cfg = config_lib.apply_overrides(config_lib.merge(config_lib.Config(), state["config"]), overrides).check()
     classes = list(state["classes"])
     model = CommunityNet(cfg.model, len(classes))
     ckpt_lib.check_fits(model, state["model"], f"checkpoint {path}")

@@ -1,0 +1,56 @@
+"""Post-processing: MCG .mat proposals, OpenCV graph segments, best-overlap replacement."""
+import numpy as np
+import pytest
+import torch
+from scipy.io import savemat
+
+from wsis.postprocess import best_overlap, graph_segments, load_mcg, make_postprocess
+
+
+def test_mcg_superpixels_and_labels_become_masks(tmp_path):
+    sp = np.array([[1, 1, 2], [3, 3, 2]], np.uint16)
+    labels = np.empty((2, 1), dtype=object)
+    labels[0, 0], labels[1, 0] = np.array([1, 2]), np.array([3])
+    savemat(tmp_path / "a.mat", {"superpixels": sp, "labels": labels})
+    masks = load_mcg(tmp_path / "a.mat")
+    assert masks.tolist() == [[[True, True, True], [False, False, True]], [[False, False, False], [True, True, False]]]
+    savemat(tmp_path / "b.mat", {"masks": np.dstack([sp == 1, sp == 2])})
+    assert load_mcg(tmp_path / "b.mat").shape == (2, 2, 3)
+    savemat(tmp_path / "c.mat", {"boxes": np.zeros((1, 4))})
+    with pytest.raises(ValueError, match="expected 'masks' or 'superpixels'"):
+        load_mcg(tmp_path / "c.mat")
+    with pytest.raises(FileNotFoundError, match="MCG proposals not found"):
+        load_mcg(tmp_path / "absent.mat")
+
+
+def test_best_overlap_replaces_each_mask_by_its_best_segment():
+    segments = np.zeros((3, 4, 4), bool)
+    segments[0, :2], segments[1, 2:], segments[2, :, :2] = True, True, True
+    masks = torch.zeros(3, 4, 4, dtype=torch.bool)
+    masks[0, 0, :3] = True  # mostly segment 0
+    masks[1, 3, 1:] = True  # mostly segment 1
+    out = best_overlap(masks, segments)
+    assert torch.equal(out[0], torch.from_numpy(segments[0])) and torch.equal(out[1], torch.from_numpy(segments[1]))
+    assert not out[2].any()  # no overlap with anything: kept (empty)
+
+
+def test_graph_segments_cover_the_image_at_each_granularity():
+    pytest.importorskip("cv2", reason="opencv-contrib-python-headless is not installed")
+    image = np.zeros((32, 40, 3), np.uint8)
+    image[8:24, 10:30] = (200, 30, 30)
+    one = graph_segments(image, ks=(300,), min_size=20)
+    assert one.shape[1:] == (32, 40) and (one.sum(0) == 1).all()  # one granularity partitions the image
+    segs = graph_segments(image, ks=(100, 1000), min_size=20)
+    assert len(segs) >= 2 and (segs.sum(0) == 2).all()
+    square = np.zeros((32, 40), bool)
+    square[8:24, 10:30] = True
+    best = best_overlap(torch.from_numpy(square[None]), segs)[0].numpy()
+    assert (best & square).sum() / (best | square).sum() > 0.7  # the smoothed edge may split off
+
+
+def test_bad_postprocess_spec_is_an_error(tmp_path):
+    assert make_postprocess("none", tmp_path) is None
+    with pytest.raises(ValueError, match="--postprocess must be"):
+        make_postprocess("crf", tmp_path)
+    with pytest.raises(FileNotFoundError, match="folder not found"):
+        make_postprocess(f"mcg:{tmp_path / 'nope'}", tmp_path)
