@@ -41,7 +41,7 @@ class StepSchedule:
 def build_optimizer(cfg: Config, model: torch.nn.Module):
     s = cfg.solver
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on norms and biases
     groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
