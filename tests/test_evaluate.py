@@ -180,3 +180,10 @@ def test_predict_writes_overlays_and_skips_unreadable_images(trained, tiny_root,
         assert (tmp_path / "out" / f"{stem}.png").is_file()
         entries = json.loads((tmp_path / "out" / f"{stem}.json").read_text())["detections"]
         assert all({"bbox", "score", "segmentation", "category_name"} <= set(e) for e in entries)
+
+
+def test_predict_on_a_folder_without_images_is_an_error(trained, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as code:
+        predict.main(["--checkpoint", str(trained / "checkpoints" / "last.pt"), str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    assert code.value.code == 1 and "no images" in capsys.readouterr().err

@@ -33,6 +33,8 @@ def find_images(inputs: List[Path]) -> List[Path]:
             out.append(p)
         else:
             raise FileNotFoundError(f"no such image or folder: {p}")
+    if not out:
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, inputs))}")
     return out
 
 
