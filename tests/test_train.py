@@ -28,6 +28,7 @@ def test_a_run_writes_its_folder_and_evaluates(tiny_root, tmp_path):
         assert key in metrics
     assert metrics["num_images"] == 3 and metrics["corloc_split"] == "train"
     assert (run_dir / "predictions.json").is_file()
+    assert sorted(p.name for p in (run_dir / "pictures").iterdir()) == ["syn_000006.png", "syn_000007.png", "syn_000008.png"]
 
 
 def test_resume_continues_exactly(tiny_root, tmp_path):

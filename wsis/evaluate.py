@@ -24,6 +24,7 @@ from .engine import checkpoint as ckpt_lib
 from .inference import Detections, Predictor
 from .model import CommunityNet
 from .progress import Progress
+from .visualize import save_pictures
 
 
 def load_model(path: Path, overrides: List[str] = (), device: Optional[torch.device] = None):
@@ -188,6 +189,7 @@ def evaluate_checkpoint(path: Path, root: Path, split: str, out: Path, cfg: Conf
     proposals.compute(root, cfg.data.train_split, cfg.data.proposal_mode)
     m, dets = evaluate_model(model, cfg, root, split, cfg.data.train_split, device)
     write(out, m, dets)
+    save_pictures(dets, root / "JPEGImages", list(VOCDataset(root, split).classes), out / "pictures")
     print(table(m))
     return m
 

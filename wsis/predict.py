@@ -13,13 +13,13 @@ from typing import List, Optional
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from .data import proposals as proposals_lib
 from .data.loader import Sample, transform
-from .data.palette import voc_palette
 from .evaluate import load_model, test_views, to_coco
-from .inference import Detections, Predictor
+from .inference import Predictor
+from .visualize import overlay
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -35,27 +35,6 @@ def find_images(inputs: List[Path]) -> List[Path]:
             raise FileNotFoundError(f"no such image or folder: {p}")
     if not out:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, inputs))}")
-    return out
-
-
-def overlay(image: Image.Image, det: Detections, classes: List[str], min_score: float) -> Image.Image:
-    rgb = np.asarray(image.convert("RGB")).astype(np.float32)
-    palette = np.array(voc_palette()).reshape(-1, 3)[1:]
-    keep = [i for i in range(len(det.scores)) if det.scores[i] >= min_score]
-    for n, i in enumerate(keep):
-        colour = palette[n % len(palette)].astype(np.float32)
-        m = det.masks[i].numpy()
-        rgb[m] = 0.45 * rgb[m] + 0.55 * colour
-    out = Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(out)
-    for n, i in enumerate(keep):
-        colour = tuple(int(v) for v in palette[n % len(palette)])
-        x1, y1, x2, y2 = det.boxes[i].tolist()
-        draw.rectangle([x1, y1, x2 - 1, y2 - 1], outline=colour, width=2)
-        label = f"{classes[int(det.classes[i]) - 1]} {float(det.scores[i]):.2f}"
-        tw = draw.textlength(label)
-        draw.rectangle([x1, max(0, y1 - 12), x1 + tw + 4, max(12, y1)], fill=colour)
-        draw.text((x1 + 2, max(0, y1 - 12)), label, fill=(255, 255, 255))
     return out
 
 

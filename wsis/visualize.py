@@ -1,0 +1,39 @@
+"""Pictures of detections: masks in colour, boxes, class names and scores over the image."""
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .data.palette import voc_palette
+from .inference import Detections
+
+
+def overlay(image: Image.Image, det: Detections, classes: List[str], min_score: float) -> Image.Image:
+    rgb = np.asarray(image.convert("RGB")).astype(np.float32)
+    palette = np.array(voc_palette()).reshape(-1, 3)[1:]
+    keep = [i for i in range(len(det.scores)) if det.scores[i] >= min_score]
+    for n, i in enumerate(keep):
+        colour = palette[n % len(palette)].astype(np.float32)
+        m = det.masks[i].numpy()
+        rgb[m] = 0.45 * rgb[m] + 0.55 * colour
+    out = Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(out)
+    for n, i in enumerate(keep):
+        colour = tuple(int(v) for v in palette[n % len(palette)])
+        x1, y1, x2, y2 = det.boxes[i].tolist()
+        draw.rectangle([x1, y1, x2 - 1, y2 - 1], outline=colour, width=2)
+        label = f"{classes[int(det.classes[i]) - 1]} {float(det.scores[i]):.2f}"
+        tw = draw.textlength(label)
+        draw.rectangle([x1, max(0, y1 - 12), x1 + tw + 4, max(12, y1)], fill=colour)
+        draw.text((x1 + 2, max(0, y1 - 12)), label, fill=(255, 255, 255))
+    return out
+
+
+def save_pictures(dets: Dict[str, Detections], image_dir: Path, classes: List[str], out: Path, count: int = 8,
+                  min_score: float = 0.2) -> None:  # fmt: skip
+    """Overlays of the first `count` images (sorted ids) into `out` as `<id>.png`."""
+    out.mkdir(parents=True, exist_ok=True)
+    for image_id in sorted(dets)[:count]:
+        with Image.open(image_dir / f"{image_id}.jpg") as im:
+            overlay(im, dets[image_id], classes, min_score).save(out / f"{image_id}.png")
