@@ -220,6 +220,3 @@ def to_dict(cfg: Config) -> Dict[str, Any]:
 def to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
-
-def from_dict(tree: Dict[str, Any]) -> Config:
-    return merge(Config(), tree).check()

@@ -91,11 +91,10 @@ def score(dets: Dict[str, Detections], data: VOCDataset, corloc_dets: Optional[D
     missing = [i for i in data.image_ids if i not in dets]
     num_classes = len(data.classes)
     m = M.instance_metrics(results, num_classes)
+    located = results  # CorLoc on the scored split needs no second pass over its annotations
     if corloc_dets is not None:
-        cl = M.corloc([_result(i, corloc_dets[i], corloc_data, False) for i in corloc_data.image_ids if i in corloc_dets],
-                      num_classes)  # fmt: skip
-    else:
-        cl = M.corloc([_result(i, dets[i], data, False) for i in data.image_ids if i in dets], num_classes)
+        located = [_result(i, corloc_dets[i], corloc_data, False) for i in corloc_data.image_ids if i in corloc_dets]
+    cl = M.corloc(located, num_classes)
     m["CorLoc"] = cl["CorLoc"]
     m["per_class"]["CorLoc"] = cl["per_class"]
     m["per_class"] = {k: dict(zip(data.classes, v)) for k, v in m["per_class"].items()}
@@ -181,12 +180,9 @@ def evaluate_model(model, cfg: Config, root: Path, split: str, corloc_split: Opt
 
 
 def evaluate_checkpoint(path: Path, root: Path, split: str, out: Path, cfg: Config) -> Dict[str, object]:
-    """Used at the end of training: the run's config decides the test views; metrics into `out`."""
+    """Used at the end of training (its data, proposals included, are prepared): metrics into `out`."""
     model, _, _ = load_model(path)
     device = next(model.parameters()).device
-    from .data import proposals
-
-    proposals.compute(root, cfg.data.train_split, cfg.data.proposal_mode)
     m, dets = evaluate_model(model, cfg, root, split, cfg.data.train_split, device)
     write(out, m, dets)
     save_pictures(dets, root / "JPEGImages", list(VOCDataset(root, split).classes), out / "pictures")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from . import ops
 from .config import TestConfig
-from .data.loader import Sample
+from .data.loader import Sample, flip_boxes
 from .model import CommunityNet
 
 
@@ -30,17 +30,12 @@ class Detections:
 def to_view(boxes: torch.Tensor, sample: Sample, width: int) -> torch.Tensor:
     """Boxes in original pixels to the pixels of a view (resized by `scale`, maybe flipped; `width` its width)."""
     b = boxes * sample.scale
-    if sample.flipped:
-        b = torch.stack([width - b[..., 2], b[..., 1], width - b[..., 0], b[..., 3]], -1)
-    return b
+    return flip_boxes(b, width) if sample.flipped else b
 
 
 def from_view(boxes: torch.Tensor, sample: Sample, width: int) -> torch.Tensor:
     """The inverse of `to_view`."""
-    b = boxes
-    if sample.flipped:
-        b = torch.stack([width - b[..., 2], b[..., 1], width - b[..., 0], b[..., 3]], -1)
-    return b / sample.scale
+    return (flip_boxes(boxes, width) if sample.flipped else boxes) / sample.scale
 
 
 def paste_masks(maps: torch.Tensor, boxes: torch.Tensor, height: int, width: int, threshold: float) -> torch.Tensor:

@@ -10,6 +10,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from .metrics import mask_iou
+
 
 
 def load_mcg(path: Path) -> np.ndarray:
@@ -48,11 +50,7 @@ def best_overlap(masks: torch.Tensor, segments: np.ndarray) -> torch.Tensor:
     """Each mask replaced by the segment of highest IoU with it (kept as is when none overlaps)."""
     if len(masks) == 0 or len(segments) == 0:
         return masks
-    m = masks.reshape(len(masks), -1).float()
-    s = torch.from_numpy(segments.reshape(len(segments), -1)).float()
-    inter = m @ s.T
-    iou = inter / (m.sum(1, keepdim=True) + s.sum(1)[None] - inter).clamp(min=1)
-    best, idx = iou.max(1)
+    best, idx = torch.from_numpy(mask_iou(masks.numpy(), segments)).max(1)
     out = masks.clone()
     hit = best > 0
     out[hit] = torch.from_numpy(segments)[idx[hit]]

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from .data import proposals as proposals_lib
-from .data.loader import Sample, transform
+from .data.loader import views as image_views
 from .evaluate import load_model, test_views, to_coco
 from .inference import Predictor
 from .visualize import overlay
@@ -78,11 +78,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             print(f"skipped {path}: no proposals", file=sys.stderr)
             failed += 1
             continue
-        views = []
-        for shorter in scales:
-            for flipped in ((False, True) if flip else (False,)):
-                x, b, scale = transform(image, boxes, shorter, cfg.data.max_size, flipped)
-                views.append(Sample(x, b, torch.zeros(len(classes)), path.stem, scale, flipped))
+        flips = (False, True) if flip else (False,)
+        views = image_views(image, boxes, torch.zeros(len(classes)), path.stem, scales, cfg.data.max_size, flips)
         det = predictor(views, (image.height, image.width))
         overlay(image, det, classes, args.min_score).save(args.out / f"{path.stem}.png")
         entries = to_coco({path.stem: det})

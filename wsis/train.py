@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-import torch
-
 from . import config as config_lib
 from .data.prepare import prepare
 from .engine import distributed
@@ -39,8 +37,7 @@ def parse(argv: Optional[List[str]] = None):
 
 
 def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
-    device_kind = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
-    world = distributed.init(device_kind)
+    world = distributed.init(distributed.device_kind(cfg.device))
     device = distributed.pick_device(cfg.device, world)
     run_dir = Path(cfg.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     say = print if world.main else (lambda *a, **k: None)
@@ -54,7 +51,8 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
             root = prepare(cfg.data, [cfg.data.train_split] + ([cfg.data.val_split] if cfg.evaluate else []))
             say(f"data: {root.resolve()}")
         distributed.barrier(world)
-        root = prepare(cfg.data, [], progress=False) if not world.main else root
+        if not world.main:  # rank 0 made the data; the others only need its root
+            root = prepare(cfg.data, [], progress=False)
         trainer = Trainer(cfg, run_dir, root, world, device)
         if resume:
             trainer.resume(run_dir / "checkpoints" / "last.pt")

@@ -39,6 +39,11 @@ def _read_rgb(path: Path) -> Image.Image:
         raise ValueError(f"cannot read image {path}: {e}") from e
 
 
+def flip_boxes(boxes: torch.Tensor, width: float) -> torch.Tensor:
+    """Boxes `[..., 4]` mirrored in an image `width` pixels wide."""
+    return torch.stack([width - boxes[..., 2], boxes[..., 1], width - boxes[..., 0], boxes[..., 3]], -1)
+
+
 def transform(image: Image.Image, boxes: np.ndarray, shorter: int, max_size: int, flip: bool):
     """Resize so the shorter side is `shorter` (the longer at most `max_size`), flip, normalise."""
     w, h = image.size
@@ -51,7 +56,7 @@ def transform(image: Image.Image, boxes: np.ndarray, shorter: int, max_size: int
     )
     if flip:
         x = x.flip(1)
-        b = torch.stack([nw - b[:, 2], b[:, 1], nw - b[:, 0], b[:, 3]], 1)
+        b = flip_boxes(b, nw)
     return x.permute(2, 0, 1).contiguous(), b, scale
 
 
@@ -102,12 +107,18 @@ class InferenceDataset(_ProposalImages):
 
     def __getitem__(self, index: int) -> List[Sample]:
         image_id, image, boxes, labels = self._load(index)
-        out = []
-        for shorter in self.scales:
-            for flip in self.flips:
-                x, b, scale = transform(image, boxes, shorter, self.max_size, flip)
-                out.append(Sample(x, b, labels, image_id, scale, flip))
-        return out
+        return views(image, boxes, labels, image_id, self.scales, self.max_size, self.flips)
+
+
+def views(image: Image.Image, boxes: np.ndarray, labels: torch.Tensor, image_id: str, scales: Sequence[int],
+          max_size: int, flips: Sequence[bool]) -> List[Sample]:  # fmt: skip
+    """The test views of one image: every scale, each unflipped and/or flipped as `flips` says."""
+    out = []
+    for shorter in scales:
+        for flip in flips:
+            x, b, scale = transform(image, boxes, shorter, max_size, flip)
+            out.append(Sample(x, b, labels, image_id, scale, flip))
+    return out
 
 
 @dataclass

@@ -37,9 +37,15 @@ def cleanup(world: World) -> None:
         dist.destroy_process_group()
 
 
-def pick_device(name: str, world: World) -> torch.device:
+def device_kind(name: str) -> str:
+    """`auto` resolved: cuda where torch sees a GPU, else cpu."""
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def pick_device(name: str, world: World) -> torch.device:
+    name = device_kind(name)
     if name == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError("device=cuda but torch finds no CUDA device; use device=cpu")

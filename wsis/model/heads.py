@@ -1,5 +1,5 @@
 """The per-proposal heads: MIDN + OICR refinement + regressor (Sec. 3.2.1), IMG (3.2.2), segmentation (3.2.3)."""
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -8,11 +8,18 @@ from torch import nn
 from .. import ops
 
 
+def _init(layer, std: Optional[float] = None):
+    """Weights N(0, std^2) (the paper's FC init), or He init for a conv followed by ReLU; zero bias."""
+    if std is None:
+        nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+    else:
+        nn.init.normal_(layer.weight, std=std)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 def _fc(cin: int, cout: int, std: float) -> nn.Linear:
-    fc = nn.Linear(cin, cout)
-    nn.init.normal_(fc.weight, std=std)
-    nn.init.zeros_(fc.bias)
-    return fc
+    return _init(nn.Linear(cin, cout), std)
 
 
 class DetectionHead(nn.Module):
@@ -52,11 +59,9 @@ class MaskGenerator(nn.Module):
         self.convs = nn.ModuleList(nn.Conv2d(c, dim, 3, padding=1) for c in in_channels)
         self.classifiers = nn.ModuleList(nn.Conv2d(dim, channels, 1) for _ in in_channels)
         for conv in self.convs:
-            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(conv.bias)
+            _init(conv)
         for cls in self.classifiers:
-            nn.init.normal_(cls.weight, std=std)
-            nn.init.zeros_(cls.bias)
+            _init(cls, std)
         self.weighted_gap, self.log_smoothing, self.sigma = weighted_gap, log_smoothing, sigma
 
     def forward(self, levels: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -81,14 +86,9 @@ class SegmentationHead(nn.Module):
         super().__init__()
         layers = []
         for i in range(4):
-            conv = nn.Conv2d(cin if i == 0 else dim, dim, 3, padding=1)
-            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(conv.bias)
-            layers += [conv, nn.ReLU(inplace=True)]
+            layers += [_init(nn.Conv2d(cin if i == 0 else dim, dim, 3, padding=1)), nn.ReLU(inplace=True)]
         self.convs = nn.Sequential(*layers)
-        self.out = nn.Conv2d(dim, channels, 1)
-        nn.init.normal_(self.out.weight, std=std)
-        nn.init.zeros_(self.out.bias)
+        self.out = _init(nn.Conv2d(dim, channels, 1), std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.convs(x)).float()
