@@ -21,6 +21,7 @@ from .config import Config
 from .data.loader import InferenceDataset
 from .data.voc import VOCDataset, read_annotation
 from .engine import checkpoint as ckpt_lib
+from .engine.distributed import device_kind
 from .inference import Detections, Predictor
 from .model import CommunityNet
 from .progress import Progress
@@ -37,7 +38,7 @@ def load_model(path: Path, overrides: List[str] = (), device: Optional[torch.dev
     model = CommunityNet(cfg.model, len(classes))
     ckpt_lib.check_fits(model, state["model"], f"checkpoint {path}")
     model.load_state_dict(state["model"])
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or torch.device(device_kind("auto"))
     return model.to(device).eval(), cfg, classes
 
 
@@ -181,11 +182,11 @@ def evaluate_model(model, cfg: Config, root: Path, split: str, corloc_split: Opt
 
 def evaluate_checkpoint(path: Path, root: Path, split: str, out: Path, cfg: Config) -> Dict[str, object]:
     """Used at the end of training (its data, proposals included, are prepared): metrics into `out`."""
-    model, _, _ = load_model(path)
+    model, _, classes = load_model(path)
     device = next(model.parameters()).device
     m, dets = evaluate_model(model, cfg, root, split, cfg.data.train_split, device)
     write(out, m, dets)
-    save_pictures(dets, root / "JPEGImages", list(VOCDataset(root, split).classes), out / "pictures")
+    save_pictures(dets, root / "JPEGImages", classes, out / "pictures")
     print(table(m))
     return m
 
