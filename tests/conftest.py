@@ -21,6 +21,6 @@ def tiny_config(root, out, *overrides):
     """A config small enough to train for a few iterations in seconds."""
     return config_lib.load(None, [
         f"data.root={root}", f"output_dir={out}", "data.scales=[96,112]", "data.max_boxes=40", "data.workers=0",
-        "model.backbone.width=8", "model.img_dim=16", "model.seg_dim=16", "model.regressor_dim=16",
+        "model.backbone.weights=none", "model.img_dim=16", "model.seg_dim=16", "model.regressor_dim=16",
         "solver.max_iter=4", "solver.checkpoint_period=2", "solver.log_period=1", "solver.warmup_iters=0",
         "test.scales=[112]", "test.flip=false", "test.max_detections=10", *overrides])  # fmt: skip

@@ -6,7 +6,7 @@ from wsis import experiments
 
 def test_a_sweep_writes_its_table_and_does_not_redo_runs(tiny_root, tmp_path, capsys):
     args = ["--table", "6", "--seeds", "0", "1", "--out", str(tmp_path / "exp"), f"data.root={tiny_root}",
-            "data.scales=[96]", "data.max_boxes=30", "data.workers=0", "model.backbone.width=8", "model.img_dim=8",
+            "data.scales=[96]", "data.max_boxes=30", "data.workers=0", "model.backbone.weights=none", "model.img_dim=8",
             "model.seg_dim=8", "model.regressor_dim=8", "solver.max_iter=1", "test.scales=[96]"]  # fmt: skip
     experiments.main(args)
     runs = sorted(p.name for p in (tmp_path / "exp" / "runs").iterdir())

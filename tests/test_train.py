@@ -14,19 +14,26 @@ from wsis.engine.trainer import StepSchedule, Trainer, TrainingDiverged
 from wsis.model import network
 
 
-def losses_of(run_dir):
+def records_of(run_dir):
     return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
 
 
+def losses_of(run_dir):
+    return [r for r in records_of(run_dir) if "loss" in r]
+
+
 def test_a_run_writes_its_folder_and_evaluates(tiny_root, tmp_path):
-    run_dir = train.run(tiny_config(tiny_root, tmp_path / "run"))
+    run_dir = train.run(tiny_config(tiny_root, tmp_path / "run", "solver.eval_period=2"))
     assert (run_dir / "config.yaml").is_file()
     assert [r["iteration"] for r in losses_of(run_dir)] == [1, 2, 3, 4]
+    evals = [r for r in records_of(run_dir) if "val_mAP@0.5" in r]  # periodic; the last is the final evaluation
+    assert [r["iteration"] for r in evals] == [2] and 0 <= evals[0]["val_mAP@0.5"] <= 100
+    assert (run_dir / "pictures" / "curves.png").stat().st_size > 0
     assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"model_0000002.pt", "model_0000004.pt", "last.pt"}
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for key in ("mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "CorLoc", "num_images", "per_class"):
         assert key in metrics
-    assert metrics["num_images"] == 3 and metrics["corloc_split"] == "train"
+    assert metrics["num_images"] == 3 and metrics["corloc_split"] == "val"
     assert (run_dir / "predictions.json").is_file()
     assert sorted(p.name for p in (run_dir / "pictures").iterdir()) == ["syn_000006.png", "syn_000007.png", "syn_000008.png"]
 
@@ -105,7 +112,7 @@ def test_the_shipped_configs_load(tmp_path):
     configs = Path(__file__).resolve().parent.parent / "configs"
     assert config_lib.load(configs / "synthetic.yaml") == config_lib.Config()  # the file states the defaults
     paper = config_lib.load(configs / "voc2012_r50.yaml")
-    assert paper.model.backbone.depth == 50 and paper.solver.max_iter == 120000 and paper.solver.steps == (90000,)
+    assert paper.model.backbone.name == "resnet50_gn" and paper.solver.max_iter == 120000 and paper.solver.steps == (90000,)
 
 
 def test_step_schedule():

@@ -11,13 +11,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
+from .data.synthetic import Settings as SyntheticSettings
+
 
 @dataclass
 class BackboneConfig:
-    depth: int = 18  # 18, 34 (basic blocks) or 50, 101 (bottlenecks)
-    width: int = 16  # channels of the stem; 64 is the standard ResNet
-    freeze_at: int = 0  # 0: train all (from scratch); 1: freeze the stem; 2: the stem and res2 (with weights)
-    weights: str = ""  # a local ImageNet state dict (torchvision or timm names); "" trains from scratch
+    name: str = "efficientnet_lite0"  # a timm model: resnet18, resnet50, resnet101, resnet50_gn, efficientnet_lite0
+    weights: str = "imagenet"  # imagenet, none (random init) or a local state dict (torchvision or timm names)
+    # Frozen stages: 0 none, 1 the stem, 2 + res2, 3 + res3, 4 the whole trunk, all + the head (res5).
+    freeze_at: str = "2"
+    freeze_head: bool = False  # keep the head's (res5's) ImageNet weights while the trunk trains
 
 
 @dataclass
@@ -50,7 +53,8 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     root: str = ""  # a VOC-format tree; "" generates the synthetic set at synthetic_dir
-    synthetic_dir: str = "data/synthetic"
+    synthetic_dir: str = ""  # "" = data/synthetic-<digest of the synthetic settings>
+    synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)  # the generator's knobs
     train_split: str = "train"
     val_split: str = "val"
     scales: Tuple[int, ...] = (224, 256, 288, 320)  # shorter sides for training (random) and testing (ensemble)
@@ -78,6 +82,7 @@ class SolverConfig:
     amp: bool = True  # bfloat16 autocast, on CUDA only
     checkpoint_period: int = 500
     log_period: int = 20
+    eval_period: int = 0  # evaluate mAP^r@0.5 on data.val_split every this many iterations (0: only at the end)
 
 
 @dataclass
@@ -87,6 +92,9 @@ class TestConfig:
     score_thresh: float = 0.01
     nms: float = 0.3
     max_detections: int = 20
+    # CorLoc's split at the end of training: "" = the scored split (data.val_split); the paper's
+    # VOC setting locates on its training images (configs/voc2012_r50.yaml sets it).
+    corloc_split: str = ""
 
 
 @dataclass
@@ -101,17 +109,24 @@ class Config:
     evaluate: bool = True  # evaluate on data.val_split at the end of training
 
     def check(self) -> "Config":
+        from .model.backbone import FREEZE_LEVELS, check_name  # the model package imports this module
+
         m = self.model
         if m.seg and not m.img:
             raise ValueError("model.seg=true needs model.img=true: the segmentation head learns from the IMG masks")
         if m.regressor not in ("agnostic", "specific", "none"):
             raise ValueError(f"model.regressor must be agnostic, specific or none, got {m.regressor!r}")
-        if m.backbone.depth not in (18, 34, 50, 101):
-            raise ValueError(f"model.backbone.depth must be 18, 34, 50 or 101, got {m.backbone.depth}")
+        check_name(m.backbone.name)
+        if m.backbone.freeze_at not in FREEZE_LEVELS:
+            raise ValueError(f"model.backbone.freeze_at must be one of {', '.join(FREEZE_LEVELS)}, got {m.backbone.freeze_at!r}")
+        if m.res5_stride not in (1, 2):
+            raise ValueError(f"model.res5_stride must be 1 or 2, got {m.res5_stride}")
         if m.refine_branches < 1:
             raise ValueError("model.refine_branches must be at least 1")
         if self.solver.batch_size < 1 or self.solver.max_iter < 1:
             raise ValueError("solver.batch_size and solver.max_iter must be positive")
+        if self.solver.eval_period < 0:
+            raise ValueError(f"solver.eval_period must be >= 0, got {self.solver.eval_period}")
         if not self.data.scales:
             raise ValueError("data.scales must name at least one scale")
         if self.solver.optimizer not in ("sgd", "adamw"):
@@ -176,8 +191,18 @@ def _flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     return out
 
 
+# Keys of the ResNetGN backbone that timm backbones replaced: a file that has them is from before.
+_LEGACY_KEYS = ("model.backbone.depth", "model.backbone.width")
+
+
 def merge(cfg: Config, tree: Dict[str, Any]) -> Config:
-    for dotted, value in _flatten(tree).items():
+    flat = _flatten(tree)
+    legacy = [k for k in _LEGACY_KEYS if k in flat]
+    if legacy:
+        raise ValueError(f"{', '.join(legacy)}: this config or checkpoint is of the old ResNetGN backbone layout, "
+                         "which wsis no longer builds; backbones now come from timm (model.backbone.name, e.g. "
+                         "resnet50_gn). Retrain with a current config.")  # fmt: skip
+    for dotted, value in flat.items():
         _set(cfg, dotted, value)
     return cfg
 

@@ -2,7 +2,7 @@
 python -m wsis.evaluate --predictions FILE.json --data ROOT [--split val]
 
 Scores a checkpoint (mAP^r at 0.25/0.5/0.75, ABO and detection mAP@0.5 on `--split`, CorLoc on
-`--corloc-split`, the training split as in the paper) or a COCO-format predictions file made by
+`--corloc-split`, by default the config's `test.corloc_split`) or a COCO-format predictions file made by
 any tool. Prints a table and writes `metrics.json` and `predictions.json` (COCO results format
 with RLE masks) into `--out`.
 """
@@ -24,6 +24,7 @@ from .engine import checkpoint as ckpt_lib
 from .engine.distributed import device_kind
 from .inference import Detections, Predictor
 from .model import CommunityNet
+from .model.backbone import WeightsUnavailable
 from .progress import Progress
 from .visualize import save_pictures
 
@@ -168,9 +169,10 @@ def write(out: Path, m: Dict[str, object], dets: Optional[Dict[str, Detections]]
         (out / "predictions.json").write_text(json.dumps(to_coco(dets)) + "\n")
 
 
-def evaluate_model(model, cfg: Config, root: Path, split: str, corloc_split: Optional[str], device, postprocess=None):
+def evaluate_model(model, cfg: Config, root: Path, split: str, corloc_split: Optional[str], device, postprocess=None,
+                   what: str = "inference"):  # fmt: skip
     data = VOCDataset(root, split)
-    dets = predict_split(model, cfg, root, split, device, postprocess)
+    dets = predict_split(model, cfg, root, split, device, postprocess, what)
     corloc_dets = corloc_data = None
     if corloc_split and corloc_split != split:
         corloc_data = VOCDataset(root, corloc_split)
@@ -184,7 +186,7 @@ def evaluate_checkpoint(path: Path, root: Path, split: str, out: Path, cfg: Conf
     """Used at the end of training (its data, proposals included, are prepared): metrics into `out`."""
     model, _, classes = load_model(path)
     device = next(model.parameters()).device
-    m, dets = evaluate_model(model, cfg, root, split, cfg.data.train_split, device)
+    m, dets = evaluate_model(model, cfg, root, split, cfg.test.corloc_split or None, device)
     write(out, m, dets)
     save_pictures(dets, root / "JPEGImages", classes, out / "pictures")
     print(table(m))
@@ -198,7 +200,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     src.add_argument("--predictions", type=Path, help="a COCO results JSON (any tool's) to score instead")
     parser.add_argument("--data", type=Path, help="VOC-format root (default: the checkpoint config's data)")
     parser.add_argument("--split", default="val", help="split with instance masks to score (default: val)")
-    parser.add_argument("--corloc-split", default="train", help="split for CorLoc ('none': the --split; default: train)")
+    parser.add_argument("--corloc-split", help="split for CorLoc ('none': the --split; default: the config's "
+                                               "test.corloc_split, itself the --split when empty)")
     parser.add_argument("--tta", action="store_true", help="ensemble over every scale of data.scales and the flip")
     parser.add_argument("--postprocess", default="none", help="none | segments (OpenCV graph segments) | mcg:DIR")
     parser.add_argument("--out", type=Path, help="where metrics.json and predictions.json go (default: next to the input)")
@@ -218,11 +221,13 @@ def main(argv: Optional[List[str]] = None) -> None:
             if args.tta:
                 overrides += ["test.scales=[]", "test.flip=true"]
             model, cfg, _ = load_model(args.checkpoint, overrides)
-            root = args.data or Path(cfg.data.root or cfg.data.synthetic_dir)
+            root = args.data or Path(cfg.data.root or synthetic_root(cfg.data))
             from .data import proposals
+            from .data.prepare import synthetic_root
             from .postprocess import make_postprocess
 
-            corloc_split = None if args.corloc_split == "none" else args.corloc_split
+            corloc_split = args.corloc_split if args.corloc_split is not None else cfg.test.corloc_split
+            corloc_split = None if corloc_split in ("none", "") else corloc_split
             for split in {args.split, corloc_split} - {None}:
                 proposals.compute(root, split, cfg.data.proposal_mode)
             post = make_postprocess(args.postprocess, root)
@@ -230,7 +235,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             m, dets = evaluate_model(model, cfg, root, args.split, corloc_split, device, post)
             out = args.out or args.checkpoint.parent.parent / f"eval_{args.split}"
             write(out, m, dets)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except (FileNotFoundError, ValueError, KeyError, WeightsUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     print(table(m))

@@ -19,6 +19,7 @@ from .data import proposals as proposals_lib
 from .data.loader import views as image_views
 from .evaluate import load_model, test_views, to_coco
 from .inference import Predictor
+from .model.backbone import WeightsUnavailable
 from .visualize import overlay
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -55,7 +56,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     try:
         model, cfg, classes = load_model(args.checkpoint, overrides)
         images = find_images(inputs)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except (FileNotFoundError, ValueError, KeyError, WeightsUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     device = next(model.parameters()).device

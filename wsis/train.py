@@ -14,6 +14,7 @@ from . import config as config_lib
 from .data.prepare import prepare
 from .engine import distributed
 from .engine.trainer import Trainer, TrainingDiverged
+from .model.backbone import WeightsUnavailable, imagenet_state
 
 
 def parse(argv: Optional[List[str]] = None):
@@ -43,6 +44,8 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
     say = print if world.main else (lambda *a, **k: None)
     try:
         if world.main:
+            # Unreachable weights fail here, in seconds, before a run folder exists.
+            imagenet_state(cfg.model.backbone.name, cfg.model.backbone.weights)
             run_dir.mkdir(parents=True, exist_ok=True)
             if not resume and (run_dir / "checkpoints" / "last.pt").is_file():
                 raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another output_dir")
@@ -77,7 +80,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         run(cfg, resume)
     except KeyboardInterrupt:
         sys.exit(130)
-    except (TrainingDiverged, FileExistsError, FileNotFoundError, ValueError) as e:
+    except (TrainingDiverged, FileExistsError, FileNotFoundError, ValueError, WeightsUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
 

@@ -1,4 +1,5 @@
 """Pictures of detections: masks in colour, boxes, class names and scores over the image."""
+import json
 from pathlib import Path
 from typing import Dict, List
 
@@ -37,3 +38,30 @@ def save_pictures(dets: Dict[str, Detections], image_dir: Path, classes: List[st
     for image_id in sorted(dets)[:count]:
         with Image.open(image_dir / f"{image_id}.jpg") as im:
             overlay(im, dets[image_id], classes, min_score).save(out / f"{image_id}.png")
+
+
+def save_curves(log: Path, out: Path) -> None:
+    """`log.jsonl` as a picture: each loss term and the val mAP^r@0.5 against iterations."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; writing a file only
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()] if log.is_file() else []
+    train = [r for r in records if "loss" in r]
+    evals = [r for r in records if "val_mAP@0.5" in r]
+    if not train and not evals:
+        return
+    terms = [k for k in ("loss", "cls", "refine", "reg", "img", "seg") if train and k in train[0]]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for k in terms:
+        left.plot([r["iteration"] for r in train], [r[k] for r in train], label=k, linewidth=2 if k == "loss" else 1)
+    left.set(xlabel="iteration", ylabel="training loss", yscale="log", title="losses")
+    left.legend(loc="upper right", fontsize=8)
+    right.plot([r["iteration"] for r in evals], [r["val_mAP@0.5"] for r in evals], marker="o")
+    right.set(xlabel="iteration", ylabel="mAP$^r$@0.5 (%)", title="val mask mAP@0.5", ylim=(0, 100))
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)

@@ -16,7 +16,8 @@ from ..data.loader import TrainDataset, collate
 from ..model import CommunityNet
 from ..progress import Progress
 from . import checkpoint
-from .distributed import World
+from ..visualize import save_curves
+from .distributed import World, barrier
 from .sampler import IterationBatches
 
 
@@ -60,7 +61,7 @@ def iteration_generator(seed: int, iteration: int, rank: int) -> torch.Generator
 
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, root: Path, world: World, device: torch.device):
-        self.cfg, self.run_dir, self.world, self.device = cfg, Path(run_dir), world, device
+        self.cfg, self.run_dir, self.root, self.world, self.device = cfg, Path(run_dir), Path(root), world, device
         self.data = TrainDataset(root, cfg.data.train_split, cfg.data.scales, cfg.data.max_size, cfg.data.flip,
                                  cfg.data.proposal_mode, cfg.data.min_box, cfg.data.max_boxes, cfg.seed)  # fmt: skip
         self.classes = self.data.data.classes
@@ -110,6 +111,20 @@ class Trainer:
         workers = self.cfg.data.workers
         return torch.utils.data.DataLoader(self.data, batch_sampler=batches, collate_fn=collate, num_workers=workers,
                                            persistent_workers=False, prefetch_factor=2 if workers else None)  # fmt: skip
+
+    def evaluate(self, log_file) -> None:
+        """mAP^r@0.5 on the val split into the log and the curves (the main process; the others wait)."""
+        if self.world.main:
+            from ..evaluate import evaluate_model
+
+            self.model.eval()
+            m, _ = evaluate_model(self.model, self.cfg, self.root, self.cfg.data.val_split, None, self.device,
+                                  what=f"eval@{self.iteration}")  # fmt: skip
+            self.model.train()
+            log_file.write(json.dumps({"iteration": self.iteration, "val_mAP@0.5": m["mAP@0.5"]}) + "\n")
+            log_file.flush()
+            save_curves(self.run_dir / "log.jsonl", self.run_dir / "pictures" / "curves.png")
+        barrier(self.world)
 
     def _autocast(self):
         if self.device.type == "cuda" and self.cfg.solver.amp:
@@ -165,6 +180,8 @@ class Trainer:
                 bar.update(self.iteration, " ".join(f"{k} {v.item():.3f}" for k, v in losses.items()) + f" lr {lr:.2g}")
                 if self.iteration % s.checkpoint_period == 0 or self.iteration == s.max_iter:
                     self.save()
+                if s.eval_period and self.iteration % s.eval_period == 0 and self.iteration < s.max_iter:
+                    self.evaluate(log_file)
                 t_data = time.perf_counter()
         except KeyboardInterrupt:
             path = self.save()
@@ -175,4 +192,5 @@ class Trainer:
             signal.signal(signal.SIGTERM, previous)
             if log_file:
                 log_file.close()
+                save_curves(self.run_dir / "log.jsonl", self.run_dir / "pictures" / "curves.png")
         return self.ckpt_dir / "last.pt"

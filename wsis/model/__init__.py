@@ -1,5 +1,5 @@
-"""The network of Sec. 3: a GroupNorm ResNet, the detector, IMG, the segmentation head and the losses."""
-from .backbone import ResNetGN, load_pretrained
+"""The network of Sec. 3: a timm backbone, the detector, IMG, the segmentation head and the losses."""
+from .backbone import SUPPORTED, Backbone
 from .network import CommunityNet, Selection
 
-__all__ = ["CommunityNet", "ResNetGN", "Selection", "load_pretrained"]
+__all__ = ["SUPPORTED", "Backbone", "CommunityNet", "Selection"]

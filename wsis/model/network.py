@@ -9,7 +9,7 @@ from torch import nn
 from .. import ops
 from ..config import ModelConfig
 from . import losses
-from .backbone import ResNetGN, load_pretrained
+from .backbone import Backbone
 from .heads import DetectionHead, MaskGenerator, SegmentationHead, midn_scores
 
 
@@ -26,9 +26,7 @@ class CommunityNet(nn.Module):
         super().__init__()
         self.cfg, self.num_classes = cfg, num_classes
         b = cfg.backbone
-        self.backbone = ResNetGN(b.depth, b.width, cfg.res5_stride, b.freeze_at)
-        if b.weights:
-            load_pretrained(self.backbone, b.weights)
+        self.backbone = Backbone(b.name, b.weights, b.freeze_at, cfg.res5_stride, b.freeze_head)
         ch = self.backbone.channels
         self.detector = DetectionHead(ch["res5"], num_classes, cfg.refine_branches, cfg.regressor, cfg.regressor_dim,
                                       cfg.fc_std)  # fmt: skip
