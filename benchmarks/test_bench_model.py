@@ -15,7 +15,7 @@ from wsis.model import CommunityNet
 
 SETTINGS = {
     # name: (config file or None, image size (h, w), proposals an image, classes)
-    "cpu_default": (None, (256, 288), 200, 6),
+    "cpu_default": (None, (384, 432), 100, 6),
     "r50_paper": (Path(__file__).resolve().parent.parent / "configs" / "voc2012_r50.yaml", (688, 1000), 2000, 20),
 }
 

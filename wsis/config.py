@@ -19,7 +19,7 @@ class BackboneConfig:
     name: str = "efficientnet_lite0"  # a timm model: resnet18, resnet50, resnet101, resnet50_gn, efficientnet_lite0
     weights: str = "imagenet"  # imagenet, none (random init) or a local state dict (torchvision or timm names)
     # Frozen stages: 0 none, 1 the stem, 2 + res2, 3 + res3, 4 the whole trunk, all + the head (res5).
-    freeze_at: str = "2"
+    freeze_at: str = "all"  # the CPU default trains no backbone stage (measured fastest to learn a CPU minute)
     freeze_head: bool = False  # keep the head's (res5's) ImageNet weights while the trunk trains
 
 
@@ -27,7 +27,7 @@ class BackboneConfig:
 class ModelConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     refine_branches: int = 3  # K in Eq.6
-    res5_stride: int = 1  # stride of res5 on the 7x7 pooled features: 1 keeps 7x7 maps for IMG/seg
+    res5_stride: int = 2  # stride of the head on the 7x7 pooled features: 1 keeps 7x7 maps (3x the CPU time)
     img: bool = True  # the instance mask generation module (Sec. 3.2.2)
     seg: bool = True  # the instance segmentation head (Sec. 3.2.3); needs img
     regressor: str = "agnostic"  # "agnostic" (the paper), "specific" (Table 6) or "none"
@@ -35,9 +35,9 @@ class ModelConfig:
     img_background: bool = True  # Table 4: background CAM channel
     img_weighted_gap: bool = True  # Table 4: weighted GAP (else plain GAP)
     img_log_smoothing: bool = True  # Table 4: log(1 + f) feature smoothing
-    img_dim: int = 64  # channels of each IMG level's conv
+    img_dim: int = 32  # channels of each IMG level's conv
     gap_sigma: float = 7.0  # sigma of the weighted GAP's Gaussian, in 28x28 grid cells
-    seg_dim: int = 64  # channels of the segmentation head's convs
+    seg_dim: int = 32  # channels of the segmentation head's convs
     mask_size: int = 28  # T
     xi: float = 0.4  # Eq.1 and Eq.10 threshold
     fg_thresh: float = 0.5  # OICR: IoU with a seed to be foreground
@@ -57,12 +57,12 @@ class DataConfig:
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)  # the generator's knobs
     train_split: str = "train"
     val_split: str = "val"
-    scales: Tuple[int, ...] = (224, 256, 288, 320)  # shorter sides for training (random) and testing (ensemble)
-    max_size: int = 600
+    scales: Tuple[int, ...] = (320, 384, 448)  # shorter sides for training (random) and testing (ensemble)
+    max_size: int = 800
     flip: bool = True
     proposal_mode: str = "fast"  # Selective Search mode
     min_box: float = 8.0
-    max_boxes: int = 200  # proposals per image
+    max_boxes: int = 100  # proposals per image
     workers: int = 1
 
 
@@ -76,18 +76,18 @@ class SolverConfig:
     max_iter: int = 1200
     steps: Tuple[int, ...] = (1000,)  # the lr is multiplied by gamma at each
     gamma: float = 0.1
-    warmup_iters: int = 100  # linear warm-up from warmup_factor * lr
+    warmup_iters: int = 50  # linear warm-up from warmup_factor * lr
     warmup_factor: float = 0.1
     clip_grad_norm: float = 0.0  # 0: no clipping
     amp: bool = True  # bfloat16 autocast, on CUDA only
     checkpoint_period: int = 500
     log_period: int = 20
-    eval_period: int = 0  # evaluate mAP^r@0.5 on data.val_split every this many iterations (0: only at the end)
+    eval_period: int = 400  # evaluate mAP^r@0.5 on data.val_split every this many iterations (0: only at the end)
 
 
 @dataclass
 class TestConfig:
-    scales: Tuple[int, ...] = (288,)  # () = every scale of data.scales (the paper's ensemble, with the flip)
+    scales: Tuple[int, ...] = (384,)  # () = every scale of data.scales (the paper's ensemble, with the flip)
     flip: bool = False
     score_thresh: float = 0.01
     nms: float = 0.3
