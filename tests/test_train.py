@@ -26,16 +26,18 @@ def test_a_run_writes_its_folder_and_evaluates(tiny_root, tmp_path):
     run_dir = train.run(tiny_config(tiny_root, tmp_path / "run", "solver.eval_period=2"))
     assert (run_dir / "config.yaml").is_file()
     assert [r["iteration"] for r in losses_of(run_dir)] == [1, 2, 3, 4]
-    evals = [r for r in records_of(run_dir) if "val_mAP@0.5" in r]  # periodic; the last is the final evaluation
-    assert [r["iteration"] for r in evals] == [2] and 0 <= evals[0]["val_mAP@0.5"] <= 100
+    evals = [r for r in records_of(run_dir) if "val_mAP@0.5" in r]  # periodic, then the final evaluation
+    assert [r["iteration"] for r in evals] == [2, 4] and all(0 <= r["val_mAP@0.5"] <= 100 for r in evals)
     assert (run_dir / "pictures" / "curves.png").stat().st_size > 0
     assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"model_0000002.pt", "model_0000004.pt", "last.pt"}
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert evals[-1]["val_mAP@0.5"] == metrics["mAP@0.5"]
     for key in ("mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "CorLoc", "num_images", "per_class"):
         assert key in metrics
     assert metrics["num_images"] == 3 and metrics["corloc_split"] == "val"
     assert (run_dir / "predictions.json").is_file()
-    assert sorted(p.name for p in (run_dir / "pictures").iterdir()) == ["syn_000006.png", "syn_000007.png", "syn_000008.png"]
+    assert sorted(p.name for p in (run_dir / "pictures").iterdir()) == ["curves.png", "syn_000006.png", "syn_000007.png",
+                                                                       "syn_000008.png"]
 
 
 def test_resume_continues_exactly(tiny_root, tmp_path):

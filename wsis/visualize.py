@@ -54,9 +54,13 @@ def save_curves(log: Path, out: Path) -> None:
         return
     terms = [k for k in ("loss", "cls", "refine", "reg", "img", "seg") if train and k in train[0]]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    window = 5  # each logged value is one iteration's: a running mean shows the trend
     for k in terms:
-        left.plot([r["iteration"] for r in train], [r[k] for r in train], label=k, linewidth=2 if k == "loss" else 1)
-    left.set(xlabel="iteration", ylabel="training loss", yscale="log", title="losses")
+        values = np.array([r[k] for r in train], dtype=np.float64)
+        smooth = np.convolve(values, np.ones(window), "valid") / window if len(values) >= window else values
+        steps = [r["iteration"] for r in train][len(values) - len(smooth):]
+        left.plot(steps, smooth, label=k, linewidth=2 if k == "loss" else 1)
+    left.set(xlabel="iteration", ylabel="training loss", yscale="log", title=f"losses (mean of {window} log points)")
     left.legend(loc="upper right", fontsize=8)
     right.plot([r["iteration"] for r in evals], [r["val_mAP@0.5"] for r in evals], marker="o")
     right.set(xlabel="iteration", ylabel="mAP$^r$@0.5 (%)", title="val mask mAP@0.5", ylim=(0, 100))
