@@ -154,3 +154,18 @@ def test_bad_files_are_named(tmp_path):
         VOCDataset(tmp_path, "test")
     with pytest.raises(FileNotFoundError, match="root not found"):
         VOCDataset(tmp_path / "nowhere", "val")
+
+
+def test_config_synthetic_knobs_reach_the_generator_and_pick_their_own_folder(tmp_path, monkeypatch):
+    from wsis import config as config_lib
+    from wsis.data.prepare import prepare, synthetic_root
+
+    monkeypatch.chdir(tmp_path)
+    small = ["data.synthetic.num_train=3", "data.synthetic.num_val=2", "data.synthetic.min_image=64",
+             "data.synthetic.max_image=80", "data.synthetic.min_object=16", "data.synthetic.max_object=40"]  # fmt: skip
+    a = config_lib.load(None, small).data
+    b = config_lib.load(None, [*small, "data.synthetic.seed=1"]).data
+    assert synthetic_root(a) != synthetic_root(b) and synthetic_root(a).parent.name == "data"
+    root = prepare(a, [], progress=False)
+    assert root == synthetic_root(a) and len(VOCDataset(root, "train")) == 3 and len(VOCDataset(root, "val")) == 2
+    assert synthetic_root(config_lib.load(None, [*small, "data.synthetic_dir=mine"]).data).name == "mine"
