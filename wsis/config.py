@@ -109,7 +109,7 @@ class Config:
     evaluate: bool = True  # evaluate on data.val_split at the end of training
 
     def check(self) -> "Config":
-        from .model.backbone import FREEZE_LEVELS, check_name  # the model package imports this module
+        from .model.backbone import check_freeze_at, check_name  # the model package imports this module
 
         m = self.model
         if m.seg and not m.img:
@@ -117,8 +117,7 @@ class Config:
         if m.regressor not in ("agnostic", "specific", "none"):
             raise ValueError(f"model.regressor must be agnostic, specific or none, got {m.regressor!r}")
         check_name(m.backbone.name)
-        if m.backbone.freeze_at not in FREEZE_LEVELS:
-            raise ValueError(f"model.backbone.freeze_at must be one of {', '.join(FREEZE_LEVELS)}, got {m.backbone.freeze_at!r}")
+        check_freeze_at(m.backbone.freeze_at)
         if m.res5_stride not in (1, 2):
             raise ValueError(f"model.res5_stride must be 1 or 2, got {m.res5_stride}")
         if m.refine_branches < 1:

@@ -5,7 +5,6 @@ CPU default config, evaluate on the val split, and print where everything went. 
 processes: `torchrun --nproc_per_node N -m wsis.train ...` (NCCL on GPUs, gloo on CPUs).
 """
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -14,9 +13,8 @@ from typing import List, Optional
 from . import config as config_lib
 from .data.prepare import prepare
 from .engine import distributed
-from .engine.trainer import Trainer, TrainingDiverged
+from .engine.trainer import Trainer, TrainingDiverged, record_eval
 from .model.backbone import WeightsUnavailable, imagenet_state
-from .visualize import save_curves
 
 
 def parse(argv: Optional[List[str]] = None):
@@ -68,9 +66,7 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
             from .evaluate import evaluate_checkpoint
 
             metrics = evaluate_checkpoint(last, root, cfg.data.val_split, run_dir, cfg)
-            with (run_dir / "log.jsonl").open("a") as log:  # the last point of the curve
-                log.write(json.dumps({"iteration": cfg.solver.max_iter, "val_mAP@0.5": metrics["mAP@0.5"]}) + "\n")
-            save_curves(run_dir / "log.jsonl", run_dir / "pictures" / "curves.png")
+            record_eval(run_dir, cfg.solver.max_iter, metrics["mAP@0.5"])  # the last point of the curve
             say(f"metrics: {(run_dir / 'metrics.json').resolve()}  mAP@0.5 {metrics['mAP@0.5']:.1f}  "
                 f"CorLoc {metrics['CorLoc']:.1f}")  # fmt: skip
         say(f"done: everything is in {run_dir.resolve()}")

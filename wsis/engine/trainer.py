@@ -59,6 +59,17 @@ def iteration_generator(seed: int, iteration: int, rank: int) -> torch.Generator
     return torch.Generator().manual_seed((seed * 1_000_003 + iteration) * 1_009 + rank)
 
 
+def draw_curves(run_dir: Path) -> None:
+    save_curves(run_dir / "log.jsonl", run_dir / "pictures" / "curves.png")
+
+
+def record_eval(run_dir: Path, iteration: int, map50: float) -> None:
+    """One point of the val curve: a line in the run's log.jsonl, and the curves redrawn."""
+    with (run_dir / "log.jsonl").open("a") as log:  # the training loop flushes its own lines as it writes them
+        log.write(json.dumps({"iteration": iteration, "val_mAP@0.5": map50}) + "\n")
+    draw_curves(run_dir)
+
+
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, root: Path, world: World, device: torch.device):
         self.cfg, self.run_dir, self.root, self.world, self.device = cfg, Path(run_dir), Path(root), world, device
@@ -112,7 +123,7 @@ class Trainer:
         return torch.utils.data.DataLoader(self.data, batch_sampler=batches, collate_fn=collate, num_workers=workers,
                                            persistent_workers=False, prefetch_factor=2 if workers else None)  # fmt: skip
 
-    def evaluate(self, log_file) -> None:
+    def evaluate(self) -> None:
         """mAP^r@0.5 on the val split into the log and the curves (the main process; the others wait)."""
         if self.world.main:
             from ..evaluate import evaluate_model
@@ -121,9 +132,7 @@ class Trainer:
             m, _ = evaluate_model(self.model, self.cfg, self.root, self.cfg.data.val_split, None, self.device,
                                   what=f"eval@{self.iteration}")  # fmt: skip
             self.model.train()
-            log_file.write(json.dumps({"iteration": self.iteration, "val_mAP@0.5": m["mAP@0.5"]}) + "\n")
-            log_file.flush()
-            save_curves(self.run_dir / "log.jsonl", self.run_dir / "pictures" / "curves.png")
+            record_eval(self.run_dir, self.iteration, m["mAP@0.5"])
         barrier(self.world)
 
     def _autocast(self):
@@ -181,7 +190,7 @@ class Trainer:
                 if self.iteration % s.checkpoint_period == 0 or self.iteration == s.max_iter:
                     self.save()
                 if s.eval_period and self.iteration % s.eval_period == 0 and self.iteration < s.max_iter:
-                    self.evaluate(log_file)
+                    self.evaluate()
                 t_data = time.perf_counter()
         except KeyboardInterrupt:
             path = self.save()
@@ -192,5 +201,5 @@ class Trainer:
             signal.signal(signal.SIGTERM, previous)
             if log_file:
                 log_file.close()
-                save_curves(self.run_dir / "log.jsonl", self.run_dir / "pictures" / "curves.png")
+                draw_curves(self.run_dir)
         return self.ckpt_dir / "last.pt"

@@ -33,6 +33,11 @@ def check_name(name: str) -> None:
         raise ValueError(f"model.backbone.name: unsupported backbone {name!r}; supported: {', '.join(SUPPORTED)}")
 
 
+def check_freeze_at(freeze_at: str) -> None:
+    if freeze_at not in FREEZE_LEVELS:
+        raise ValueError(f"model.backbone.freeze_at must be one of {', '.join(FREEZE_LEVELS)}, got {freeze_at!r}")
+
+
 def _module(model: nn.Module, path: str) -> nn.Module:
     for part in path.split("."):
         model = getattr(model, part) if not part.isdigit() else model[int(part)]
@@ -99,8 +104,7 @@ class Backbone(nn.Module):
         self.freeze(freeze_at, freeze_head)
 
     def freeze(self, freeze_at: str, freeze_head: bool = False) -> None:
-        if freeze_at not in FREEZE_LEVELS:
-            raise ValueError(f"model.backbone.freeze_at must be one of {', '.join(FREEZE_LEVELS)}, got {freeze_at!r}")
+        check_freeze_at(freeze_at)
         stages = [self.stem, self.res2, self.res3, self.res4, self.head]
         frozen = stages[: len(stages) if freeze_at == "all" else int(freeze_at)] + ([self.head] if freeze_head else [])
         for stage in frozen:
