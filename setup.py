@@ -1,10 +1,14 @@
 """Builds wsis._C: a CppExtension on a CPU-only torch, a CUDAExtension when torch has CUDA and a
 CUDA toolkit is found. WSIS_CUDA=0 forces the CPU build, WSIS_CUDA=1 requires the CUDA one.
 
-torch must already be installed; build with `pip install --no-build-isolation -e .` so the
-extension is compiled against the torch that will import it.
+`pip install -e .` builds in an isolated environment with the newest torch that pip resolves,
+which is also the torch it installs beside wsis in a fresh environment. Where torch is already
+installed, `pip install --no-build-isolation -e .` builds against that one. Either way the torch
+version is recorded next to the extension (`wsis/_C_build.json`), and importing the kernels under
+another torch is a clear error (wsis/ops/_library.py).
 """
 import glob
+import json
 import os
 import sys
 
@@ -13,11 +17,10 @@ from setuptools import find_packages, setup
 try:
     import torch
     from torch.utils import cpp_extension
-except ImportError:  # an isolated build env, or no torch at all
+except ImportError:  # --no-build-isolation without torch installed
     sys.exit(
-        "wsis: torch is not importable in this build environment. Install torch first, then build "
-        "with `pip install --no-build-isolation -e .` (see README.md): an isolated build would "
-        "compile against a different torch than the one that imports the extension."
+        "wsis: torch is not importable in this build environment. With --no-build-isolation, install "
+        "torch first; or drop the flag and pip builds against the torch it installs (see README.md)."
     )
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -57,10 +60,28 @@ def pip_cuda_include_dirs():
     return dirs
 
 
-def extension():
+BUILD_RECORD = "_C_build.json"
+
+
+class BuildExtension(cpp_extension.BuildExtension):
+    """torch's build_ext, which also writes the build record beside every copy of wsis._C."""
+
+    def run(self):
+        super().run()
+        record = {"torch": torch.__version__, "cuda_kernels": WITH_CUDA}
+        folders = [os.path.join(self.build_lib, "wsis")]
+        if self.inplace:  # editable installs: the extension is copied into the source tree too
+            folders.append(self.get_finalized_command("build_py").get_package_dir("wsis"))
+        for folder in folders:
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, BUILD_RECORD), "w") as f:
+                json.dump(record, f)
+
+
+def extension(with_cuda: bool):
     sources = [os.path.join("csrc", "ops.cpp")] + sorted(glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     cxx = ["-O3", "-fopenmp", "-Wall", "-Wextra", "-Wno-unused-parameter"]
-    if want_cuda():
+    if with_cuda:
         sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
         return cpp_extension.CUDAExtension(
             "wsis._C",
@@ -72,8 +93,9 @@ def extension():
     return cpp_extension.CppExtension("wsis._C", sources, extra_compile_args=cxx, extra_link_args=["-fopenmp"])
 
 
+WITH_CUDA = want_cuda()
 setup(
     packages=find_packages(include=["wsis", "wsis.*"]),
-    ext_modules=[extension()],
-    cmdclass={"build_ext": cpp_extension.BuildExtension},
+    ext_modules=[extension(WITH_CUDA)],
+    cmdclass={"build_ext": BuildExtension},
 )

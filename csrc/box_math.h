@@ -18,6 +18,10 @@ WSIS_HOST_DEVICE T min_(T a, T b) { return b < a ? b : a; }
 template <typename T>
 WSIS_HOST_DEVICE T max_(T a, T b) { return a < b ? b : a; }
 
+// v - v is 0 for finite v and NaN for NaN and +-inf; one spelling for host and device code.
+template <typename T>
+WSIS_HOST_DEVICE bool is_finite(T v) { return v - v == T(0); }
+
 // IoU exactly as torchvision computes it: area without +1, (a + b) - inter as union,
 // so two zero-area boxes give 0/0 = NaN (which never passes a threshold test).
 template <typename T>
@@ -38,13 +42,15 @@ template <typename T>
 struct RoiGeometry {
   int start_w, start_h;
   T bin_w, bin_h;
+  bool finite;  // a roi with a NaN or infinite coordinate pools nothing: every bin is empty
 
   WSIS_HOST_DEVICE RoiGeometry(const T* roi, T spatial_scale, int pooled_height, int pooled_width) {
-    // round() of T, as torchvision: half away from zero.
-    start_w = static_cast<int>(::round(roi[1] * spatial_scale));
-    start_h = static_cast<int>(::round(roi[2] * spatial_scale));
-    int end_w = static_cast<int>(::round(roi[3] * spatial_scale));
-    int end_h = static_cast<int>(::round(roi[4] * spatial_scale));
+    finite = is_finite(roi[1] * spatial_scale) && is_finite(roi[2] * spatial_scale) &&
+             is_finite(roi[3] * spatial_scale) && is_finite(roi[4] * spatial_scale);
+    start_w = grid(roi[1], spatial_scale);
+    start_h = grid(roi[2], spatial_scale);
+    int end_w = grid(roi[3], spatial_scale);
+    int end_h = grid(roi[4], spatial_scale);
     // Malformed rois become 1x1.
     int roi_w = max_(end_w - start_w + 1, 1);
     int roi_h = max_(end_h - start_h + 1, 1);
@@ -52,8 +58,19 @@ struct RoiGeometry {
     bin_w = static_cast<T>(roi_w) / static_cast<T>(pooled_width);
   }
 
+  // round() of T, as torchvision (half away from zero). Clamped to +-2^29 first, far outside any
+  // map, so that the int arithmetic cannot overflow; a non-finite value goes to 0 (see `finite`).
+  WSIS_HOST_DEVICE int grid(T v, T spatial_scale) const {
+    const T r = ::round(v * spatial_scale), limit = T(1 << 29);
+    return finite ? static_cast<int>(r < -limit ? -limit : (r > limit ? limit : r)) : 0;
+  }
+
   WSIS_HOST_DEVICE RoiBin bin(int ph, int pw, int height, int width) const {
     RoiBin b;
+    if (!finite) {
+      b.hstart = b.hend = b.wstart = b.wend = 0;
+      return b;
+    }
     b.hstart = min_(max_(static_cast<int>(::floor(static_cast<T>(ph) * bin_h)) + start_h, 0), height);
     b.hend = min_(max_(static_cast<int>(::ceil(static_cast<T>(ph + 1) * bin_h)) + start_h, 0), height);
     b.wstart = min_(max_(static_cast<int>(::floor(static_cast<T>(pw) * bin_w)) + start_w, 0), width);

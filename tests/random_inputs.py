@@ -1,4 +1,6 @@
 """Random boxes and rois for the tests."""
+import math
+
 import torch
 
 
@@ -14,3 +16,19 @@ def random_rois(k, batch, size=100.0, **kw):
     boxes = random_boxes(k, size, **kw)
     idx = torch.randint(0, batch, (k, 1)).to(boxes)
     return torch.cat([idx, boxes], 1)
+
+
+def spoiled(n, device, seed=0):
+    """Random boxes and scores with NaN and +-inf sprinkled into both."""
+    g = torch.Generator().manual_seed(seed)
+    boxes = random_boxes(n, 60.0, generator=g)
+    scores = torch.rand(n, generator=g)
+    pick = torch.randperm(n, generator=g)
+    scores[pick[:5]] = math.nan
+    scores[pick[5:7]] = math.inf
+    scores[pick[7:9]] = -math.inf
+    boxes[pick[9:12], torch.randint(0, 4, (3,), generator=g)] = math.nan
+    boxes[pick[12], 2] = math.inf
+    boxes[pick[13], 0] = -math.inf
+    boxes[pick[14]] = torch.tensor([-math.inf, -math.inf, math.inf, math.inf])
+    return boxes.to(device), scores.to(device)

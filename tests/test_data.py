@@ -1,4 +1,5 @@
 import filecmp
+import shutil
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import hand_written_voc
 from wsis.data import VOCDataset
 from wsis.data.palette import read_indexed_png, voc_palette, write_indexed_png
 from wsis.data.synthetic import CLASSES, Settings, generate, main
@@ -95,29 +97,8 @@ def test_bad_settings(tmp_path, change, match):
         generate(tmp_path / "d", Settings(**{**SMALL, **change}), progress=False)
 
 
-def _write_tree(root):
-    """A tiny VOC tree written by hand: 2 objects (one difficult), a void band, the VOC palette."""
-    for sub in ("JPEGImages", "Annotations", "SegmentationObject", "SegmentationClass", "ImageSets/Segmentation"):
-        (root / sub).mkdir(parents=True)
-    Image.fromarray(np.full((6, 8, 3), 128, np.uint8)).save(root / "JPEGImages" / "2007_000001.jpg")
-    (root / "Annotations" / "2007_000001.xml").write_text(
-        "<annotation><object><name>dog</name><difficult>0</difficult><bndbox><xmin>1</xmin><ymin>2</ymin>"
-        "<xmax>3</xmax><ymax>4</ymax></bndbox></object><object><name>person</name><difficult>1</difficult>"
-        "<bndbox><xmin>5</xmin><ymin>1</ymin><xmax>8</xmax><ymax>6</ymax></bndbox></object></annotation>"
-    )
-    objects = np.zeros((6, 8), np.uint8)
-    objects[1:4, 0:3] = 1
-    objects[0:6, 4:8] = 2
-    objects[0, 0] = 255
-    classes = np.where(objects == 1, 12, np.where(objects == 2, 15, objects)).astype(np.uint8)
-    write_indexed_png(root / "SegmentationObject" / "2007_000001.png", objects)
-    write_indexed_png(root / "SegmentationClass" / "2007_000001.png", classes)
-    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("2007_000001\n")
-    return objects
-
-
 def test_voc_tree_reads_back_exactly(tmp_path):
-    objects = _write_tree(tmp_path)
+    objects = hand_written_voc(tmp_path)
     data = VOCDataset(tmp_path, "val")
     assert len(data.classes) == 20 and data.image_ids == ["2007_000001"]
     labels = data.labels("2007_000001")
@@ -136,7 +117,7 @@ def test_voc_tree_reads_back_exactly(tmp_path):
 
 
 def test_bad_files_are_named(tmp_path):
-    _write_tree(tmp_path)
+    hand_written_voc(tmp_path)
     data = VOCDataset(tmp_path, "val")
     with pytest.raises(FileNotFoundError, match="2007_000002.jpg"):
         data.image_path("2007_000002")
@@ -169,3 +150,56 @@ def test_config_synthetic_knobs_reach_the_generator_and_pick_their_own_folder(tm
     root = prepare(a, [], progress=False)
     assert root == synthetic_root(a) and len(VOCDataset(root, "train")) == 3 and len(VOCDataset(root, "val")) == 2
     assert synthetic_root(config_lib.load(None, [*small, "data.synthetic_dir=mine"]).data).name == "mine"
+
+
+def _copy_split(src, dst):
+    shutil.copytree(src, dst)
+    for stamp in dst.glob("proposals/*/.scan-*.json"):
+        stamp.unlink()
+    return dst
+
+
+def test_scan_passes_a_good_split_once_then_remembers(tiny_root, tmp_path, monkeypatch):
+    from wsis.data import scan
+
+    root = _copy_split(tiny_root, tmp_path / "d")
+    scan.scan(root, "train", progress=False)
+    monkeypatch.setattr(scan, "_check_image", lambda path: (_ for _ in ()).throw(AssertionError("scanned again")))
+    scan.scan(root, "train", progress=False)  # unchanged files: the stamp skips the scan
+    (root / "Annotations" / f"{VOCDataset(root, 'train').image_ids[0]}.xml").touch()  # a changed file: scanned again
+    with pytest.raises(AssertionError, match="scanned again"):
+        scan.scan(root, "train", progress=False)
+
+
+def test_scan_names_every_bad_file_before_training(tiny_root, tmp_path):
+    from wsis.data import proposals, scan
+
+    root = _copy_split(tiny_root, tmp_path / "d")
+    ids = VOCDataset(root, "train").image_ids
+    jpg = root / "JPEGImages" / f"{ids[0]}.jpg"
+    jpg.write_bytes(jpg.read_bytes()[: jpg.stat().st_size // 2])  # truncated
+    (root / "Annotations" / f"{ids[1]}.xml").write_text("<annotation><object>")  # does not parse
+    folder = proposals.cache_dir(root, "fast")
+    np.save(folder / f"{ids[2]}.npy", np.load(folder / f"{ids[2]}.npy") * 10)  # another image's boxes
+    (folder / f"{ids[3]}.npy").unlink()
+    with pytest.raises(scan.BadData) as e:
+        scan.scan(root, "train", progress=False)
+    message = str(e.value)
+    assert message.startswith("4 problem(s) in the train split")
+    for path, why in [(jpg, "cannot decode"), (root / "Annotations" / f"{ids[1]}.xml", "not a valid VOC annotation"),
+                      (folder / f"{ids[2]}.npy", "the proposals of another image"), (folder / f"{ids[3]}.npy", "missing")]:  # fmt: skip
+        assert f"{path}" in message and why in message, (path, message)
+    assert not list(folder.glob(".scan-*.json"))  # a failed scan is not remembered
+
+
+def test_train_stops_on_bad_data_before_the_first_iteration(tiny_root, tmp_path):
+    from conftest import tiny_config
+    from wsis import train
+    from wsis.data.scan import BadData
+
+    root = _copy_split(tiny_root, tmp_path / "d")
+    image_id = VOCDataset(root, "train").image_ids[-1]
+    (root / "JPEGImages" / f"{image_id}.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(BadData, match=f"{image_id}.jpg: cannot decode"):
+        train.run(tiny_config(root, tmp_path / "run"))
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import hand_written_voc, tiny_config
 from wsis import evaluate, metrics, predict, train
 from wsis.inference import Predictor, paste_masks
 
@@ -53,6 +53,55 @@ def test_corloc_counts_the_top_detection_only():
     out = metrics.corloc([hit, miss], num_classes=2)
     assert out["per_class"][0] == pytest.approx(50.0) and out["per_class"][1] == 0.0
     assert out["CorLoc"] == pytest.approx(25.0)
+
+
+def boxes_only(classes, scores, boxes, gt_classes, gt_boxes, difficult):
+    return metrics.ImageResult("a", np.array(classes), np.array(scores, float), np.array(boxes, float),
+                               np.array(gt_classes), np.array(gt_boxes, float), np.array(difficult))  # fmt: skip
+
+
+def test_det_map_ignores_difficult_objects_as_the_voc_devkit():
+    """Two class-1 boxes, the second difficult; detections on it, on the easy one, and a miss."""
+    gt = [[0, 0, 10, 10], [20, 20, 30, 30]]
+    res = boxes_only([1, 1, 1], [0.9, 0.8, 0.7], [[20, 20, 30, 30], [0, 0, 10, 10], [50, 50, 60, 60]], [1, 1], gt,
+                     [False, True])  # fmt: skip
+    # ignored (difficult), TP, FP with 1 positive: precision 1 at recall 1 -> AP 100
+    assert metrics.mean_ap([res], 1, 0.5, "box")["mAP"] == pytest.approx(100.0)
+    res.gt_difficult = None  # without the flag: TP, TP, FP over 2 positives
+    assert metrics.mean_ap([res], 1, 0.5, "box")["mAP"] == pytest.approx(100.0)
+    res.pred_scores = np.array([0.7, 0.8, 0.9])  # the miss first: FP, TP, TP -> AP 2/3 over 2 positives
+    assert metrics.mean_ap([res], 1, 0.5, "box")["mAP"] == pytest.approx(100 * 2 / 3)
+    res.gt_difficult = np.array([False, True])  # FP, TP, ignored -> recall 1 at precision 1/2
+    assert metrics.mean_ap([res], 1, 0.5, "box")["mAP"] == pytest.approx(50.0)
+    only_difficult = boxes_only([1], [0.9], [[0, 0, 10, 10]], [1], [[0, 0, 10, 10]], [True])
+    assert np.isnan(metrics.mean_ap([only_difficult], 1, 0.5, "box")["mAP"])  # no positive: class not scored
+
+
+def test_corloc_skips_classes_whose_instances_are_all_difficult():
+    res = boxes_only([1, 2], [0.9, 0.9], [[50, 50, 60, 60], [0, 0, 10, 10]], [1, 2, 2],
+                     [[0, 0, 10, 10], [0, 0, 10, 10], [30, 30, 40, 40]], [True, True, False])  # fmt: skip
+    out = metrics.corloc([res], num_classes=2)
+    assert np.isnan(out["per_class"][0])  # class 1 is only difficult here: the miss does not count
+    assert out["per_class"][1] == pytest.approx(100.0)  # a hit on class 2's difficult box counts
+    assert out["CorLoc"] == pytest.approx(100.0)
+
+
+def test_score_reads_the_difficult_flags_from_the_xml(tmp_path):
+    """End to end through `evaluate.score`: the hand-written VOC tree's difficult person is ignored."""
+    from wsis.data.voc import VOCDataset
+    from wsis.evaluate import score
+    from wsis.inference import Detections
+
+    hand_written_voc(tmp_path)
+    data = VOCDataset(tmp_path, "val")
+    (image_id,) = data.image_ids
+    inst = data.instances(image_id)
+    person = data.classes.index("person") + 1
+    det = Detections(boxes=inst.boxes.clone(), scores=torch.tensor([0.9] * len(inst.boxes)), classes=inst.classes.clone(),
+                     masks=inst.masks.clone())  # fmt: skip
+    m = score({image_id: det}, data, None, None)
+    assert np.isnan(m["per_class"]["det_mAP@0.5"]["person"]) and np.isnan(m["per_class"]["CorLoc"]["person"])
+    assert m["per_class"]["mAP@0.5"]["person"] == pytest.approx(100.0)  # the masks carry no difficult flag
 
 
 def test_mask_ap_equals_pycocotools():

@@ -13,10 +13,10 @@ C = 3
 ITERS = 150
 
 
-def tiny(*overrides, classes=C):
+def tiny(*overrides, classes=C, seed=0):
     cfg = config_lib.load(None, ["model.backbone.weights=none", "model.img_dim=8", "model.seg_dim=8",
                                  "model.regressor_dim=8", "model.fc_std=0.05", *overrides])  # fmt: skip
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return CommunityNet(cfg.model, classes), cfg.model
 
 
@@ -187,25 +187,41 @@ def test_box_offsets_round_trip():
     assert encode(p, p).abs().max() == 0
 
 
-def test_every_loss_term_decreases_on_a_short_synthetic_run(tiny_root):
-    """150 AdamW steps on two synthetic images (one fixed scale, no flip): the losses fall."""
+@pytest.mark.parametrize("seed", [0, 1, 4])
+def test_every_loss_term_decreases_on_a_short_synthetic_run(tiny_root, seed, monkeypatch):
+    """150 AdamW steps on two synthetic images (one fixed scale, no flip): the losses fall, whatever
+    the initial weights."""
     from wsis.data.loader import TrainDataset, collate
+    from wsis.model import losses
 
-    model, _ = tiny("model.fc_std=0.01", classes=6)
+    # Eq.4 weighs each proposal by its seed's score, and those scores grow as MIDN learns, so the
+    # refine loss itself may rise while the branches fit their targets better (seed 4 did). What
+    # must fall is its cross-entropy per unit of weight: the loss over the mean weight, per branch.
+    fit = []
+    refine_loss = losses.refine_loss
+
+    def recording(logits, labels, weights):
+        out = refine_loss(logits, labels, weights)
+        fit.append(out.item() / max(weights.mean().item(), 1e-12))
+        return out
+
+    monkeypatch.setattr(losses, "refine_loss", recording)
+    model, _ = tiny("model.fc_std=0.01", classes=6, seed=seed)
     data = TrainDataset(tiny_root, "train", scales=(112,), flip=False, max_boxes=40)
     b = collate([data[0], data[1]])
     counts = [len(s.boxes) for s in b.samples]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     history = []
     for it in range(ITERS):
+        fit.clear()
         loss, _ = model(b.images, b.rois, counts, b.labels, torch.Generator().manual_seed(it))
-        history.append({k: v.item() for k, v in loss.items()})
+        history.append({k: v.item() for k, v in loss.items()} | {"refine per weight": sum(fit) / len(fit)})
         opt.zero_grad()
         sum(loss.values()).backward()
         opt.step()
     # The regression term is left out: on one batch it sums over the few proposals that overlap a
     # seed by more than 0.6, a set that changes as the seeds move, so it is flat noise (~5e-4).
-    for k in ("cls", "refine", "img", "seg"):
+    for k in ("cls", "refine per weight", "img", "seg"):
         first = sum(h[k] for h in history[:20]) / 20
         last = sum(h[k] for h in history[-20:]) / 20
         assert last < 0.8 * first, (k, first, last)

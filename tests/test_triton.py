@@ -4,7 +4,7 @@ import os
 
 import pytest
 import torch
-from random_inputs import random_boxes
+from random_inputs import random_boxes, spoiled
 
 pytest.importorskip("triton", reason="triton is not installed (lean CPU torch)")
 if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
@@ -90,3 +90,13 @@ def test_opcheck_triton_ops():
     x = torch.randn(2, 3, 5, 5, device=DEVICE, requires_grad=True)
     opcheck(torch.ops.wsis_triton.weighted_gap.default, (x, 1.5))
     opcheck(torch.ops.wsis_triton.cam_pseudo_masks.default, (torch.randn(2, 3, 2, 4, 4, device=DEVICE), 0.4))
+
+
+def test_box_iou_and_oicr_assign_on_nan_and_infinite_boxes():
+    """The Triton kernels give the same defined results as the compiled ones (test_non_finite.py)."""
+    boxes, scores = spoiled(50, DEVICE, seed=3)
+    torch.testing.assert_close(W.box_iou(boxes, boxes), ref.box_iou(boxes, boxes), equal_nan=True)
+    table = torch.stack([scores.nan_to_num(0.5).clamp(0, 1), scores.roll(3).nan_to_num(0.1).clamp(0, 1)], 1)
+    labels = torch.tensor([1.0, 1.0], device=DEVICE)
+    for a, b in zip(W.oicr_assign(boxes, table, labels), ref.oicr_assign(boxes, table, labels)):
+        torch.testing.assert_close(a, b, equal_nan=True)

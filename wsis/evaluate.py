@@ -76,9 +76,9 @@ def predict_split(model, cfg: Config, root: Path, split: str, device, postproces
 
 
 def _result(image_id, det: Detections, data: VOCDataset, with_masks: bool) -> M.ImageResult:
-    classes, boxes, _ = read_annotation(data.root / "Annotations" / f"{image_id}.xml", data.classes)
+    classes, boxes, difficult = read_annotation(data.root / "Annotations" / f"{image_id}.xml", data.classes)
     res = M.ImageResult(image_id, det.classes.numpy(), det.scores.numpy().astype(np.float64), det.boxes.numpy(),
-                        classes.numpy(), boxes.numpy())  # fmt: skip
+                        classes.numpy(), boxes.numpy(), difficult.numpy())  # fmt: skip
     if with_masks:
         inst = data.instances(image_id)
         res.pred_masks, res.gt_masks, res.void = det.masks.numpy(), inst.masks.numpy(), inst.void.numpy()

@@ -5,6 +5,12 @@ ground-truth instance of highest IoU in their image; a true positive if that IoU
 threshold and the instance is not taken yet, else a false positive. AP is the VOC all-point area
 under the interpolated precision-recall curve (`points=101` gives COCO's 101-point sampling, used
 to cross-check against pycocotools). Void pixels count in neither intersection nor union.
+
+Objects marked difficult in VOC's XML are ignored as the devkit ignores them: for detection mAP a
+prediction whose best box is difficult is neither a true nor a false positive, and difficult boxes
+are not counted as positives; for CorLoc an image counts for a class only if it has a
+non-difficult box of that class. The instance masks carry no such flag, so mAP^r and ABO use every
+instance.
 """
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
@@ -23,6 +29,7 @@ class ImageResult:
     pred_boxes: np.ndarray  # float [P, 4]
     gt_classes: np.ndarray  # int64 [G], of the annotated boxes
     gt_boxes: np.ndarray  # float [G, 4]
+    gt_difficult: Optional[np.ndarray] = None  # bool [G], VOC's difficult flag (None: none is)
     pred_masks: Optional[np.ndarray] = None  # bool [P, H, W]
     gt_masks: Optional[np.ndarray] = None  # bool [N, H, W], the annotated instance masks
     gt_mask_classes: Optional[np.ndarray] = None  # int64 [N]
@@ -71,11 +78,16 @@ def average_precision(tp: np.ndarray, scores: np.ndarray, num_gt: int, points: O
     return float(np.mean([interp[i] if i < len(interp) else 0.0 for i in at]))
 
 
+def _difficult(res: ImageResult) -> np.ndarray:
+    return res.gt_difficult if res.gt_difficult is not None else np.zeros(len(res.gt_classes), bool)
+
+
 def _class_ap(results: Sequence[ImageResult], ious: List[np.ndarray], c: int, thresh: float, points, kind) -> float:
     scores, tps, num_gt = [], [], 0
     for res, iou in zip(results, ious):
         gt = np.nonzero((res.gt_mask_classes if kind == "mask" else res.gt_classes) == c)[0]
-        num_gt += len(gt)
+        ignored = _difficult(res)[gt] if kind == "box" else np.zeros(len(gt), bool)
+        num_gt += int((~ignored).sum())
         pred = np.nonzero(res.pred_classes == c)[0]
         if len(pred) == 0:
             continue
@@ -86,6 +98,8 @@ def _class_ap(results: Sequence[ImageResult], ious: List[np.ndarray], c: int, th
             if len(gt):
                 o = iou[p, gt]
                 j = int(np.argmax(o))
+                if o[j] >= thresh and ignored[j]:
+                    continue  # matched to a difficult object: neither a true nor a false positive
                 if o[j] >= thresh and not taken[j]:
                     taken[j] = hit = True
             scores.append(res.pred_scores[p])
@@ -119,11 +133,12 @@ def abo(results: Sequence[ImageResult], ious: Optional[List[np.ndarray]] = None)
 
 def corloc(results: Sequence[ImageResult], num_classes: int, thresh: float = 0.5) -> Dict[str, object]:
     """CorLoc (percent): per class, the share of its images whose top detection of that class hits
-    one of its boxes at IoU >= thresh; averaged over classes."""
+    one of its boxes at IoU >= thresh; averaged over classes. An image counts for a class only if
+    one of its boxes of that class is not difficult; a hit on any box of the class counts."""
     hits = np.zeros(num_classes)
     count = np.zeros(num_classes)
     for res in results:
-        for c in np.unique(res.gt_classes):
+        for c in np.unique(res.gt_classes[~_difficult(res)]):
             count[c - 1] += 1
             pred = np.nonzero(res.pred_classes == c)[0]
             if len(pred) == 0:

@@ -12,6 +12,7 @@ from typing import List, Optional
 
 from . import config as config_lib
 from .data.prepare import prepare
+from .data.scan import scan
 from .engine import distributed
 from .engine.trainer import Trainer, TrainingDiverged, record_eval
 from .model.backbone import WeightsUnavailable, imagenet_state
@@ -52,6 +53,7 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
             (run_dir / "config.yaml").write_text(config_lib.to_yaml(cfg))
             say(f"run folder: {run_dir.resolve()}  (device {device}, {world.size} process{'es' if world.size > 1 else ''})")
             root = prepare(cfg.data, [cfg.data.train_split] + ([cfg.data.val_split] if cfg.evaluate else []))
+            scan(root, cfg.data.train_split, cfg.data.proposal_mode, cfg.data.min_box)  # bad files stop us here
             say(f"data: {root.resolve()}")
         distributed.barrier(world)
         if not world.main:  # rank 0 made the data; the others only need its root

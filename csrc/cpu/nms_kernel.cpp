@@ -48,11 +48,15 @@ std::vector<int64_t> greedy_nms(const SortedBoxes<T>& s, double iou_threshold, i
   return keep;
 }
 
-// Indices of `scores` by decreasing score, ties by increasing index (stable).
+// Indices of `scores` by decreasing score, ties by increasing index (stable). NaN scores are
+// left out: they are never kept and suppress nothing (and would break the sort's ordering).
 template <typename T>
 std::vector<int64_t> order_by_score(const T* scores, int64_t n) {
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
+  std::vector<int64_t> order;
+  order.reserve(n);
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isnan(scores[i])) order.push_back(i);
+  }
   std::stable_sort(order.begin(), order.end(), [scores](int64_t a, int64_t b) { return scores[a] > scores[b]; });
   return order;
 }
@@ -66,9 +70,10 @@ at::Tensor nms_cpu(const at::Tensor& boxes_, const at::Tensor& scores_, double i
   AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "nms_cpu", [&] {
     const scalar_t* b = boxes.data_ptr<scalar_t>();
     auto order = order_by_score(scores.data_ptr<scalar_t>(), n);
-    SortedBoxes<scalar_t> s(n);
-    for (int64_t i = 0; i < n; ++i) s.set(i, b + order[i] * 4);
-    for (int64_t pos : greedy_nms(s, iou_threshold, n)) kept.push_back(order[pos]);
+    const int64_t m = static_cast<int64_t>(order.size());
+    SortedBoxes<scalar_t> s(m);
+    for (int64_t i = 0; i < m; ++i) s.set(i, b + order[i] * 4);
+    for (int64_t pos : greedy_nms(s, iou_threshold, m)) kept.push_back(order[pos]);
   });
   return at::tensor(kept, boxes.options().dtype(at::kLong));
 }
@@ -79,13 +84,15 @@ at::Tensor batched_nms_cpu(const at::Tensor& boxes_, const at::Tensor& scores_, 
   auto boxes = boxes_.contiguous();
   auto scores = scores_.contiguous();
   auto idxs = idxs_.to(at::kLong).contiguous();
-  const int64_t n = boxes.size(0);
-  std::vector<uint8_t> kept_mask(n, 0);
+  std::vector<uint8_t> kept_mask;
   std::vector<int64_t> order;
+  int64_t n = 0;  // boxes with a score that is not NaN
   AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "batched_nms_cpu", [&] {
     const scalar_t* b = boxes.data_ptr<scalar_t>();
     const int64_t* id = idxs.data_ptr<int64_t>();
-    order = order_by_score(scores.data_ptr<scalar_t>(), n);
+    order = order_by_score(scores.data_ptr<scalar_t>(), boxes.size(0));
+    n = static_cast<int64_t>(order.size());
+    kept_mask.assign(n, 0);
     // Positions in score order, grouped by idx; each group stays in score order.
     std::vector<int64_t> pos(n);
     std::iota(pos.begin(), pos.end(), 0);

@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "../box_math.h"
@@ -96,6 +97,16 @@ at::Tensor segmented_nms(const at::Tensor& sorted_boxes, const std::vector<int64
   return keep;
 }
 
+// segmented_nms where a NaN score is never kept and suppresses nothing, without a host sync: its
+// box becomes NaN (a NaN IoU never passes the threshold) and its keep flag is cleared. Only for
+// limit >= the segment's length: the scan would count a NaN-scored box as kept.
+at::Tensor segmented_nms_skipping_nan(const at::Tensor& sorted_boxes, const at::Tensor& sorted_scores,
+                                      const std::vector<int64_t>& starts, double iou_threshold) {
+  auto nan = sorted_scores.isnan();
+  auto boxes = at::where(nan.unsqueeze(1), at::Scalar(std::numeric_limits<double>::quiet_NaN()), sorted_boxes);
+  return segmented_nms(boxes.contiguous(), starts, iou_threshold, sorted_boxes.size(0)).logical_and_(nan.logical_not());
+}
+
 at::Tensor by_decreasing_score(const at::Tensor& indices, const at::Tensor& scores) {
   auto ascending = std::get<0>(at::sort(indices));  // ties: lower index first
   return ascending.index_select(0, std::get<1>(at::sort(scores.index_select(0, ascending), true, 0, true)));
@@ -112,8 +123,8 @@ at::Tensor nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, double io
   check_nms_args(boxes, scores);
   at::cuda::CUDAGuard guard(boxes.device());
   auto order = std::get<1>(at::sort(scores, true, 0, true));
-  auto keep = segmented_nms(boxes.index_select(0, order).contiguous(), {0, boxes.size(0)}, iou_threshold,
-                            boxes.size(0));
+  auto keep = segmented_nms_skipping_nan(boxes.index_select(0, order), scores.index_select(0, order),
+                                         {0, boxes.size(0)}, iou_threshold);
   return order.masked_select(keep);
 }
 
@@ -127,8 +138,8 @@ at::Tensor batched_nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, c
   auto by_id = std::get<1>(at::sort(ids, true, 0, false));  // stable: score order within an id
   auto perm = order.index_select(0, by_id);
   auto counts = std::get<2>(at::unique_consecutive(ids.index_select(0, by_id), false, true));
-  auto keep = segmented_nms(boxes.index_select(0, perm).contiguous(), starts_from_counts(counts), iou_threshold,
-                            boxes.size(0));
+  auto keep = segmented_nms_skipping_nan(boxes.index_select(0, perm), scores.index_select(0, perm),
+                                         starts_from_counts(counts), iou_threshold);
   return by_decreasing_score(perm.masked_select(keep), scores);
 }
 

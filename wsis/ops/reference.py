@@ -29,6 +29,7 @@ def _by_score(indices: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     order = torch.sort(scores, descending=True, stable=True).indices
+    order = order[~scores[order].isnan()]  # a NaN score is never kept and suppresses nothing
     over = (box_iou(boxes[order], boxes[order]) > iou_threshold).tolist()
     suppressed = [False] * len(order)
     keep = []
@@ -64,7 +65,8 @@ def multiclass_nms(
 
 
 def _round_half_away(v: float) -> int:
-    return int(math.copysign(math.floor(abs(v) + 0.5), v))
+    """round() of C (half away from zero), clamped to +-2^29 as the kernels clamp it."""
+    return int(min(max(math.copysign(math.floor(abs(v) + 0.5), v), -(2**29)), 2**29))
 
 
 def roi_pool(input: torch.Tensor, rois: torch.Tensor, output_size, spatial_scale: float) -> torch.Tensor:
@@ -75,10 +77,13 @@ def roi_pool(input: torch.Tensor, rois: torch.Tensor, output_size, spatial_scale
     outs = []
     for roi in rois.detach().cpu():
         b = int(roi[0])
+        out = input.new_zeros(C, ph, pw)
+        if not torch.isfinite(roi[1:] * scale).all():  # a NaN or infinite coordinate pools nothing
+            outs.append(out)
+            continue
         x1, y1, x2, y2 = (_round_half_away(float(v * scale)) for v in roi[1:])
         bin_h = torch.tensor(max(y2 - y1 + 1, 1), dtype=input.dtype) / ph
         bin_w = torch.tensor(max(x2 - x1 + 1, 1), dtype=input.dtype) / pw
-        out = input.new_zeros(C, ph, pw)
         for i in range(ph):
             hs = min(max(int(torch.floor(i * bin_h)) + y1, 0), H)
             he = min(max(int(torch.ceil((i + 1) * bin_h)) + y1, 0), H)

@@ -1,0 +1,104 @@
+"""Pre-flight scan of a training split: every image decodes, every XML parses, every proposals
+file fits its image, so that bad data is reported with its path before the first iteration
+rather than as a crash an hour into training.
+
+The scan decodes each JPEG at reduced size (PIL's draft mode reads the whole stream, so a
+truncated file still fails, at a fraction of the cost). A passed scan is remembered in the
+proposals folder under a digest of the files' sizes and modification times: the next run over
+unchanged files skips it.
+"""
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+from PIL import Image
+
+from ..progress import Progress
+from . import proposals
+from .voc import VOCDataset, read_annotation
+
+SHOWN = 10  # problems listed in the error; the rest are counted
+
+
+class BadData(ValueError):
+    """One or more files of a split cannot be trained on; the message lists them."""
+
+
+def _fingerprint(paths: List[Path]) -> str:
+    h = hashlib.sha1()
+    for p in paths:
+        try:
+            st = os.stat(p)
+            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}\0missing\n".encode())
+    return h.hexdigest()
+
+
+def _check_image(path: Path) -> tuple:
+    with Image.open(path) as im:
+        size = im.size
+        im.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+        im.load()
+    return size
+
+
+def _check_proposals(path: Path, width: int, height: int, min_box: float) -> Optional[str]:
+    try:
+        boxes = np.load(path)
+    except (OSError, ValueError) as e:
+        return f"unreadable ({e})"
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or not np.issubdtype(boxes.dtype, np.floating):
+        return f"expected a float array [N, 4], got {boxes.dtype} {list(boxes.shape)}"
+    if not np.isfinite(boxes).all():
+        return "holds NaN or infinite coordinates"
+    if len(boxes) and (boxes[:, 2].max() > width + 1 or boxes[:, 3].max() > height + 1 or boxes.min() < -1):
+        return (f"boxes reach beyond the {width}x{height} image (x {boxes[:, 0::2].min():g}..{boxes[:, 0::2].max():g}, "
+                f"y {boxes[:, 1::2].min():g}..{boxes[:, 1::2].max():g}): the proposals of another image?")  # fmt: skip
+    if len(proposals.filter_boxes(boxes, height, width, min_box)) == 0:
+        return f"no proposal of at least {min_box:g} pixels a side"
+    return None
+
+
+def scan(root: Path, split: str, mode: str = "fast", min_box: float = 8, progress: bool = True) -> None:
+    """Raises BadData naming every unusable image, annotation or proposals file of `split`."""
+    data = VOCDataset(root, split)
+    folder = proposals.cache_dir(root, mode)
+    files = []
+    for i in data.image_ids:
+        files += [data.root / "JPEGImages" / f"{i}.jpg", data.root / "Annotations" / f"{i}.xml", folder / f"{i}.npy"]
+    stamp = folder / f".scan-{split}.json"
+    key = {"fingerprint": _fingerprint(files), "min_box": min_box}
+    try:
+        if json.loads(stamp.read_text()) == key:
+            return
+    except (OSError, ValueError):
+        pass
+    problems = []
+    bar = Progress(len(data.image_ids), f"checking {split}", "img", enabled=progress)
+    for n, image_id in enumerate(data.image_ids, 1):
+        image, xml, npy = files[3 * (n - 1) : 3 * n]
+        try:
+            width, height = _check_image(image)
+        except (OSError, ValueError, SyntaxError) as e:  # missing, truncated or not an image
+            problems.append(f"{image}: cannot decode ({e})")
+            width = height = None
+        try:
+            read_annotation(xml, data.classes)
+        except (OSError, ValueError) as e:
+            problems.append(f"{xml}: {e}" if str(xml) not in str(e) else str(e))
+        if not npy.is_file():
+            problems.append(f"{npy}: missing (run python -m wsis.data.proposals --root {root} --split {split})")
+        elif width is not None:
+            why = _check_proposals(npy, width, height, min_box)
+            if why:
+                problems.append(f"{npy}: {why}")
+        bar.update(n)
+    if problems:
+        listed = "\n  ".join(problems[:SHOWN])
+        more = f"\n  ... and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
+        raise BadData(f"{len(problems)} problem(s) in the {split} split of {root}:\n  {listed}{more}")
+    stamp.write_text(json.dumps(key))
