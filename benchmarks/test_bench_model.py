@@ -13,6 +13,8 @@ from wsis.inference import Predictor
 from wsis.data.loader import Sample
 from wsis.model import CommunityNet
 
+pytest.importorskip("timm", reason="timm is not installed (the lean CPU-only torch): no model to time")
+
 SETTINGS = {
     # name: (config file or None, image size (h, w), proposals an image, classes)
     "cpu_default": (None, (384, 432), 100, 6),

@@ -7,6 +7,14 @@ from PIL import Image
 from wsis import config as config_lib
 from wsis.data.palette import write_indexed_png
 
+# Every model is a timm backbone; the lean CPU-only torch has no timm (README, Set up).
+NO_TIMM = "timm is not installed (the lean CPU-only torch, see README: Set up): no model to build"
+
+
+def needs_timm():
+    """Skips the calling test, fixture or module where timm is missing."""
+    pytest.importorskip("timm", reason=NO_TIMM)
+
 
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory):

@@ -4,9 +4,12 @@ import socket
 import pytest
 import torch
 
+from conftest import needs_timm
 from wsis import config as config_lib
 from wsis.model import backbone as bb
 from wsis.model.backbone import SUPPORTED, Backbone
+
+needs_timm()
 
 # (res3, res4, res5) channels of each supported backbone
 CHANNELS = {"resnet18": (128, 256, 512), "resnet50": (512, 1024, 2048), "resnet101": (512, 1024, 2048),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import hand_written_voc, tiny_config
+from conftest import hand_written_voc, needs_timm, tiny_config
 from wsis import evaluate, metrics, predict, train
 from wsis.inference import Predictor, paste_masks
 
@@ -171,6 +171,7 @@ def test_paste_masks_fills_the_box_pixels():
 
 @pytest.fixture(scope="module")
 def trained(tiny_root, tmp_path_factory):
+    needs_timm()
     return train.run(tiny_config(tiny_root, tmp_path_factory.mktemp("ev") / "run", "solver.max_iter=2"))
 
 

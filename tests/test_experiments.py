@@ -1,7 +1,10 @@
 """python -m wsis.experiments: every row trained and evaluated, shared runs, a table, resumable."""
 import json
 
+from conftest import needs_timm
 from wsis import experiments
+
+needs_timm()
 
 
 def test_a_sweep_writes_its_table_and_does_not_redo_runs(tiny_root, tmp_path, capsys):

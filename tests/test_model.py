@@ -4,10 +4,13 @@ import math
 import pytest
 import torch
 
+from conftest import needs_timm
 from wsis import config as config_lib
 from wsis.model import CommunityNet
 from wsis.model.losses import decode, encode
 from wsis.ops import reference as ref
+
+needs_timm()
 
 C = 3
 ITERS = 150

@@ -7,11 +7,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from conftest import tiny_config
+from conftest import needs_timm, tiny_config
 from wsis import train
 from wsis.engine import checkpoint
 from wsis.engine.trainer import StepSchedule, Trainer, TrainingDiverged
 from wsis.model import network
+
+needs_timm()
 
 
 def records_of(run_dir):
