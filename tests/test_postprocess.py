@@ -49,8 +49,8 @@ def test_graph_segments_cover_the_image_at_each_granularity():
 
 
 def test_bad_postprocess_spec_is_an_error(tmp_path):
-    assert make_postprocess("none", tmp_path) is None
+    assert make_postprocess("none", lambda i: tmp_path / f"{i}.jpg") is None
     with pytest.raises(ValueError, match="--postprocess must be"):
-        make_postprocess("crf", tmp_path)
+        make_postprocess("crf", lambda i: tmp_path / f"{i}.jpg")
     with pytest.raises(FileNotFoundError, match="folder not found"):
-        make_postprocess(f"mcg:{tmp_path / 'nope'}", tmp_path)
+        make_postprocess(f"mcg:{tmp_path / 'nope'}", lambda i: tmp_path / f"{i}.jpg")

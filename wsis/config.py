@@ -52,10 +52,10 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    root: str = ""  # a VOC-format tree; "" generates the synthetic set at synthetic_dir
+    root: str = ""  # a VOC-format tree, or the image folder of COCO-format splits; "" generates the synthetic set
     synthetic_dir: str = ""  # "" = data/synthetic-<digest of the synthetic settings>
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)  # the generator's knobs
-    train_split: str = "train"
+    train_split: str = "train"  # a VOC ImageSets/Segmentation list, or a COCO annotation JSON (a .json path)
     val_split: str = "val"
     scales: Tuple[int, ...] = (320, 384, 448)  # shorter sides for training (random) and testing (ensemble)
     max_size: int = 800
@@ -128,6 +128,9 @@ class Config:
             raise ValueError(f"solver.eval_period must be >= 0, got {self.solver.eval_period}")
         if not self.data.scales:
             raise ValueError("data.scales must name at least one scale")
+        coco = [k for k in ("train_split", "val_split") if str(getattr(self.data, k)).lower().endswith(".json")]
+        if coco and not self.data.root:
+            raise ValueError(f"data.{coco[0]} is a COCO annotation file: set data.root to the folder of its images")
         if self.solver.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"solver.optimizer must be sgd or adamw, got {self.solver.optimizer!r}")
         if self.device not in ("auto", "cpu", "cuda"):

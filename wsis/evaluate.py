@@ -19,7 +19,7 @@ from . import config as config_lib
 from . import metrics as M
 from .config import Config
 from .data.loader import InferenceDataset
-from .data.voc import VOCDataset, read_annotation
+from .data.formats import is_coco, open_split
 from .engine import checkpoint as ckpt_lib
 from .engine.distributed import device_kind
 from .inference import Detections, Predictor
@@ -75,8 +75,8 @@ def predict_split(model, cfg: Config, root: Path, split: str, device, postproces
     return out
 
 
-def _result(image_id, det: Detections, data: VOCDataset, with_masks: bool) -> M.ImageResult:
-    classes, boxes, difficult = read_annotation(data.root / "Annotations" / f"{image_id}.xml", data.classes)
+def _result(image_id, det: Detections, data, with_masks: bool) -> M.ImageResult:
+    classes, boxes, difficult = data.objects(image_id)
     res = M.ImageResult(image_id, det.classes.numpy(), det.scores.numpy().astype(np.float64), det.boxes.numpy(),
                         classes.numpy(), boxes.numpy(), difficult.numpy())  # fmt: skip
     if with_masks:
@@ -86,9 +86,10 @@ def _result(image_id, det: Detections, data: VOCDataset, with_masks: bool) -> M.
     return res
 
 
-def score(dets: Dict[str, Detections], data: VOCDataset, corloc_dets: Optional[Dict[str, Detections]],
-          corloc_data: Optional[VOCDataset]) -> Dict[str, object]:  # fmt: skip
-    """The metrics file's content (DESIGN §5) from detections of the evaluation (and CorLoc) split."""
+def score(dets: Dict[str, Detections], data, corloc_dets: Optional[Dict[str, Detections]],
+          corloc_data) -> Dict[str, object]:  # fmt: skip
+    """The metrics file's content (DESIGN §5) from detections of the evaluation (and CorLoc) split;
+    on a COCO-format split, COCO's own AP too (`coco`)."""
     results = [_result(i, dets[i], data, True) for i in data.image_ids if i in dets]
     missing = [i for i in data.image_ids if i not in dets]
     num_classes = len(data.classes)
@@ -103,25 +104,58 @@ def score(dets: Dict[str, Detections], data: VOCDataset, corloc_dets: Optional[D
     m["num_images"] = len(results)
     if missing:
         m["images_without_predictions"] = len(missing)
+    if is_coco(data.split):
+        m["coco"] = coco_metrics(dets, data)
     order = ["mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "CorLoc", "num_images"]
     return {k: m[k] for k in order} | {k: v for k, v in m.items() if k not in order}
 
 
+COCO_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6], in percent
+
+
+def coco_metrics(dets: Dict[str, Detections], data) -> Dict[str, Dict[str, float]]:
+    """pycocotools' COCOeval, `segm` and `bbox`, over the images of `dets` (crowd as COCO handles it)."""
+    import contextlib
+    import io
+
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints as it goes
+        gt = data.coco_api()
+        results = to_coco(dets, data)
+        out = {}
+        for kind in ("segm", "bbox"):
+            if not results:
+                out[kind] = {k: 0.0 for k in COCO_STATS}
+                continue
+            ev = COCOeval(gt, gt.loadRes(results), kind)
+            ev.params.imgIds = sorted(data.result_image_id(i) for i in dets)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            # -1 is COCOeval's "no ground truth in this area range"
+            out[kind] = {k: (100 * float(v) if v >= 0 else float("nan")) for k, v in zip(COCO_STATS, ev.stats[:6])}
+    return out
+
+
 # ---- COCO results format ---------------------------------------------------------------------
-def to_coco(dets: Dict[str, Detections]) -> List[dict]:
+def to_coco(dets: Dict[str, Detections], data=None) -> List[dict]:
+    """COCO results entries; with `data`, in its ids (a COCO split's own image and category ids)."""
     from pycocotools import mask as mask_utils
 
     out = []
     for image_id, d in dets.items():
+        result_id = data.result_image_id(image_id) if data is not None else image_id
         for box, cls, s, m in zip(d.boxes.tolist(), d.classes.tolist(), d.scores.tolist(), d.masks.numpy()):
             rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
             rle["counts"] = rle["counts"].decode("ascii")
-            out.append({"image_id": image_id, "category_id": int(cls), "score": float(s),
+            category = data.result_category_id(int(cls)) if data is not None else int(cls)
+            out.append({"image_id": result_id, "category_id": category, "score": float(s),
                         "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "segmentation": rle})  # fmt: skip
     return out
 
 
-def from_coco(path: Path, data: VOCDataset) -> Dict[str, Detections]:
+def from_coco(path: Path, data) -> Dict[str, Detections]:
     """Detections per image from a COCO results file (DESIGN §5); images without entries have none."""
     from pycocotools import mask as mask_utils
 
@@ -134,18 +168,20 @@ def from_coco(path: Path, data: VOCDataset) -> Dict[str, Detections]:
     by_image: Dict[str, list] = {}
     for n, e in enumerate(entries):
         try:
-            by_image.setdefault(str(e["image_id"]), []).append((int(e["category_id"]), float(e["score"]), e["bbox"],
-                                                                 e["segmentation"]))  # fmt: skip
+            c = data.category_index(int(e["category_id"]))
+            item = (c, float(e["score"]), e["bbox"], e["segmentation"])
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"--predictions: entry {n} of {path} lacks image_id/category_id/score/bbox/segmentation") from None
+        if c == 0:
+            raise ValueError(f"--predictions: entry {n} of {path} has category_id {e['category_id']}, not a category of "
+                             f"the split ({data.result_category_id(1)}..: {len(data.classes)} categories)")  # fmt: skip
+        by_image.setdefault(data.image_id_of(e["image_id"]), []).append(item)
     out = {}
     for image_id in data.image_ids:
         items = by_image.get(image_id, [])
         h, w = data.image_size(image_id)
         masks = np.zeros((len(items), h, w), bool)
         for k, (c, _, _, seg) in enumerate(items):
-            if not 1 <= c <= len(data.classes):
-                raise ValueError(f"--predictions: category_id {c} of {image_id} is outside 1..{len(data.classes)}")
             rle = dict(seg, counts=seg["counts"].encode("ascii") if isinstance(seg["counts"], str) else seg["counts"])
             masks[k] = mask_utils.decode(rle).astype(bool)
         boxes = torch.tensor([[b[0], b[1], b[0] + b[2], b[1] + b[3]] for _, _, b, _ in items], dtype=torch.float32)
@@ -157,38 +193,40 @@ def from_coco(path: Path, data: VOCDataset) -> Dict[str, Detections]:
 
 def table(m: Dict[str, object]) -> str:
     keys = ["mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "CorLoc"]
-    head = " | ".join(f"{k:>11}" for k in keys)
-    row = " | ".join(f"{m[k]:>11.1f}" for k in keys)
-    return f"{head}\n{row}\n({m['num_images']} images)"
+    lines = [" | ".join(f"{k:>11}" for k in keys), " | ".join(f"{m[k]:>11.1f}" for k in keys)]
+    for kind, stats in m.get("coco", {}).items():
+        lines.append(f"COCO {kind:<4} " + "  ".join(f"{k} {v:.1f}" for k, v in stats.items()))
+    return "\n".join(lines) + f"\n({m['num_images']} images)"
 
 
-def write(out: Path, m: Dict[str, object], dets: Optional[Dict[str, Detections]] = None) -> None:
+def write(out: Path, m: Dict[str, object], dets: Optional[Dict[str, Detections]] = None, data=None) -> None:
+    """metrics.json, and predictions.json in the ids of `data`'s split."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(m, indent=1) + "\n")
     if dets is not None:
-        (out / "predictions.json").write_text(json.dumps(to_coco(dets)) + "\n")
+        (out / "predictions.json").write_text(json.dumps(to_coco(dets, data)) + "\n")
 
 
 def evaluate_model(model, cfg: Config, root: Path, split: str, corloc_split: Optional[str], device, postprocess=None,
                    what: str = "inference"):  # fmt: skip
-    data = VOCDataset(root, split)
+    data = open_split(root, split)
     dets = predict_split(model, cfg, root, split, device, postprocess, what)
     corloc_dets = corloc_data = None
     if corloc_split and corloc_split != split:
-        corloc_data = VOCDataset(root, corloc_split)
+        corloc_data = open_split(root, corloc_split)
         corloc_dets = predict_split(model, cfg, root, corloc_split, device, what="CorLoc")
     m = score(dets, data, corloc_dets, corloc_data)
     m["split"], m["corloc_split"] = split, corloc_split or split
-    return m, dets
+    return m, dets, data
 
 
 def evaluate_checkpoint(path: Path, root: Path, split: str, out: Path, cfg: Config) -> Dict[str, object]:
     """Used at the end of training (its data, proposals included, are prepared): metrics into `out`."""
     model, _, classes = load_model(path)
     device = next(model.parameters()).device
-    m, dets = evaluate_model(model, cfg, root, split, cfg.test.corloc_split or None, device)
-    write(out, m, dets)
-    save_pictures(dets, root / "JPEGImages", classes, out / "pictures")
+    m, dets, data = evaluate_model(model, cfg, root, split, cfg.test.corloc_split or None, device)
+    write(out, m, dets, data)
+    save_pictures(dets, data.image_path, classes, out / "pictures")
     print(table(m))
     return m
 
@@ -211,7 +249,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         if args.predictions:
             if not args.data:
                 parser.error("--predictions needs --data ROOT")
-            data = VOCDataset(args.data, args.split)
+            data = open_split(args.data, args.split)
             m = score(from_coco(args.predictions, data), data, None, None)
             m["split"], m["corloc_split"] = args.split, args.split
             out = args.out or args.predictions.parent
@@ -230,11 +268,11 @@ def main(argv: Optional[List[str]] = None) -> None:
             corloc_split = None if corloc_split in ("none", "") else corloc_split
             for split in {args.split, corloc_split} - {None}:
                 proposals.compute(root, split, cfg.data.proposal_mode)
-            post = make_postprocess(args.postprocess, root)
+            post = make_postprocess(args.postprocess, open_split(root, args.split).image_path)
             device = next(model.parameters()).device
-            m, dets = evaluate_model(model, cfg, root, args.split, corloc_split, device, post)
-            out = args.out or args.checkpoint.parent.parent / f"eval_{args.split}"
-            write(out, m, dets)
+            m, dets, data = evaluate_model(model, cfg, root, args.split, corloc_split, device, post)
+            out = args.out or args.checkpoint.parent.parent / f"eval_{Path(args.split).stem}"
+            write(out, m, dets, data)
     except (FileNotFoundError, ValueError, KeyError, WeightsUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -57,15 +57,16 @@ def best_overlap(masks: torch.Tensor, segments: np.ndarray) -> torch.Tensor:
     return out
 
 
-def make_postprocess(spec: str, root: Path) -> Optional[Callable[[str, torch.Tensor], torch.Tensor]]:
-    """`none`, `segments` (OpenCV graph segments of the data set's images) or `mcg:DIR` (DIR/<id>.mat)."""
+def make_postprocess(spec: str, image_path: Callable[[str], Path]) -> Optional[Callable[[str, torch.Tensor], torch.Tensor]]:
+    """`none`, `segments` (OpenCV graph segments of the images, found by `image_path(id)`) or
+    `mcg:DIR` (DIR/<id>.mat)."""
     if spec == "none":
         return None
     if spec == "segments":
         from PIL import Image
 
         def post(image_id: str, masks: torch.Tensor) -> torch.Tensor:
-            with Image.open(Path(root) / "JPEGImages" / f"{image_id}.jpg") as im:
+            with Image.open(image_path(image_id)) as im:
                 rgb = np.asarray(im.convert("RGB"))
             return best_overlap(masks, graph_segments(rgb))
 

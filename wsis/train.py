@@ -53,8 +53,11 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
             (run_dir / "config.yaml").write_text(config_lib.to_yaml(cfg))
             say(f"run folder: {run_dir.resolve()}  (device {device}, {world.size} process{'es' if world.size > 1 else ''})")
             root = prepare(cfg.data, [cfg.data.train_split] + ([cfg.data.val_split] if cfg.evaluate else []))
-            scan(root, cfg.data.train_split, cfg.data.proposal_mode, cfg.data.min_box)  # bad files stop us here
+            train_data = scan(root, cfg.data.train_split, cfg.data.proposal_mode, cfg.data.min_box)  # bad files stop here
             say(f"data: {root.resolve()}")
+            if train_data.skipped:
+                say(f"data: {train_data.skipped} images of {cfg.data.train_split} have no label (no non-crowd "
+                    f"annotation) and are left out; {len(train_data)} remain")  # fmt: skip
         distributed.barrier(world)
         if not world.main:  # rank 0 made the data; the others only need its root
             root = prepare(cfg.data, [], progress=False)

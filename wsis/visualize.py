@@ -1,7 +1,7 @@
 """Pictures of detections: masks in colour, boxes, class names and scores over the image."""
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -31,13 +31,14 @@ def overlay(image: Image.Image, det: Detections, classes: List[str], min_score: 
     return out
 
 
-def save_pictures(dets: Dict[str, Detections], image_dir: Path, classes: List[str], out: Path, count: int = 8,
-                  min_score: float = 0.2) -> None:  # fmt: skip
-    """Overlays of the first `count` images (sorted ids) into `out` as `<id>.png`."""
+def save_pictures(dets: Dict[str, Detections], image_path: Callable[[str], Path], classes: List[str], out: Path,
+                  count: int = 8, min_score: float = 0.2) -> None:  # fmt: skip
+    """Overlays of the first `count` images (sorted ids) into `out` as `<id>.png` (a COCO file
+    name's folders and extension become part of the name)."""
     out.mkdir(parents=True, exist_ok=True)
     for image_id in sorted(dets)[:count]:
-        with Image.open(image_dir / f"{image_id}.jpg") as im:
-            overlay(im, dets[image_id], classes, min_score).save(out / f"{image_id}.png")
+        with Image.open(image_path(image_id)) as im:
+            overlay(im, dets[image_id], classes, min_score).save(out / f"{image_id.replace('/', '_')}.png")
 
 
 def save_curves(log: Path, out: Path) -> None:

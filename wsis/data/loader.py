@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from . import proposals
-from .voc import VOCDataset
+from .formats import open_split
 
 SCALES = (480, 576, 688, 864, 1000)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -61,8 +61,9 @@ def transform(image: Image.Image, boxes: np.ndarray, shorter: int, max_size: int
 
 
 class _ProposalImages(torch.utils.data.Dataset):
-    def __init__(self, root: Union[str, Path], split: str, proposal_mode: str, min_box: float, max_boxes: int):
-        self.data = VOCDataset(root, split)
+    def __init__(self, root: Union[str, Path], split: str, proposal_mode: str, min_box: float, max_boxes: int,
+                 training: bool = False):  # fmt: skip
+        self.data = open_split(root, split, training)
         self.root, self.mode, self.min_box, self.max_boxes = Path(root), proposal_mode, min_box, max_boxes
 
     def __len__(self) -> int:
@@ -80,7 +81,7 @@ class _ProposalImages(torch.utils.data.Dataset):
 class TrainDataset(_ProposalImages):
     def __init__(self, root, split="train", scales: Sequence[int] = SCALES, max_size: int = 2000, flip: bool = True,
                  proposal_mode: str = "fast", min_box: float = 8, max_boxes: int = 2000, seed: int = 0):  # fmt: skip
-        super().__init__(root, split, proposal_mode, min_box, max_boxes)
+        super().__init__(root, split, proposal_mode, min_box, max_boxes, training=True)
         self.scales, self.max_size, self.flip, self.seed, self.epoch = tuple(scales), max_size, flip, seed, 0
 
     def set_epoch(self, epoch: int) -> None:

@@ -17,13 +17,18 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..progress import Progress
-from .voc import VOCDataset
+from .formats import open_split
 
 MODES = ("fast", "quality")
 
 
 def cache_dir(root: Path, mode: str) -> Path:
     return Path(root) / "proposals" / f"selective_search_{mode}"
+
+
+def cache_path(root: Path, image_id: str, mode: str) -> Path:
+    """The cached boxes of one image; COCO ids are file names, folders included."""
+    return cache_dir(root, mode) / f"{image_id}.npy"
 
 
 def selective_search(image_path: Path, mode: str = "fast") -> np.ndarray:
@@ -57,10 +62,12 @@ def _compute_one(job):
 
 def compute(root: Path, split: str, mode: str = "fast", jobs: Optional[int] = None, progress: bool = True) -> Path:
     """Compute the proposals of every image of `split` that has none cached yet; returns the cache folder."""
-    data = VOCDataset(root, split)
+    data = open_split(root, split)
     folder = cache_dir(root, mode)
-    folder.mkdir(parents=True, exist_ok=True)
-    todo = [(data.image_path(i), folder / f"{i}.npy", mode) for i in data.image_ids if not (folder / f"{i}.npy").is_file()]
+    todo = [(data.image_path(i), cache_path(root, i, mode), mode) for i in data.image_ids
+            if not cache_path(root, i, mode).is_file()]  # fmt: skip
+    for parent in {out.parent for _, out, _ in todo} | {folder}:
+        parent.mkdir(parents=True, exist_ok=True)
     if not todo:
         return folder
     jobs = jobs or os.cpu_count() or 1
@@ -72,7 +79,7 @@ def compute(root: Path, split: str, mode: str = "fast", jobs: Optional[int] = No
 
 
 def load(root: Path, image_id: str, mode: str = "fast") -> np.ndarray:
-    path = cache_dir(root, mode) / f"{image_id}.npy"
+    path = cache_path(root, image_id, mode)
     if not path.is_file():
         raise FileNotFoundError(f"no proposals for {image_id}: {path} (run python -m wsis.data.proposals first)")
     return np.load(path)

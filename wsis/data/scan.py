@@ -1,5 +1,5 @@
-"""Pre-flight scan of a training split: every image decodes, every XML parses, every proposals
-file fits its image, so that bad data is reported with its path before the first iteration
+"""Pre-flight scan of a training split: every image decodes, every annotation reads (a VOC XML
+parses; a COCO segmentation decodes), every proposals file fits its image, so that bad data is reported with its path before the first iteration
 rather than as a crash an hour into training.
 
 The scan decodes each JPEG at reduced size (PIL's draft mode reads the whole stream, so a
@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..progress import Progress
 from . import proposals
-from .voc import VOCDataset, read_annotation
+from .formats import open_split
 
 SHOWN = 10  # problems listed in the error; the rest are counted
 
@@ -63,33 +63,32 @@ def _check_proposals(path: Path, width: int, height: int, min_box: float) -> Opt
     return None
 
 
-def scan(root: Path, split: str, mode: str = "fast", min_box: float = 8, progress: bool = True) -> None:
-    """Raises BadData naming every unusable image, annotation or proposals file of `split`."""
-    data = VOCDataset(root, split)
+def scan(root: Path, split: str, mode: str = "fast", min_box: float = 8, progress: bool = True):
+    """Raises BadData naming every unusable image, annotation or proposals file of `split`; returns
+    the split's training reader."""
+    data = open_split(root, split, training=True)
     folder = proposals.cache_dir(root, mode)
-    files = []
-    for i in data.image_ids:
-        files += [data.root / "JPEGImages" / f"{i}.jpg", data.root / "Annotations" / f"{i}.xml", folder / f"{i}.npy"]
-    stamp = folder / f".scan-{split}.json"
-    key = {"fingerprint": _fingerprint(files), "min_box": min_box}
+    files = [f for i in data.image_ids for f in data.files(i) + [proposals.cache_path(root, i, mode)]]
+    stamp = folder / f".scan-{hashlib.sha1(str(split).encode()).hexdigest()[:12]}.json"
+    key = {"split": str(split), "fingerprint": _fingerprint(files), "min_box": min_box}
     try:
         if json.loads(stamp.read_text()) == key:
-            return
+            return data
     except (OSError, ValueError):
         pass
     problems = []
     bar = Progress(len(data.image_ids), f"checking {split}", "img", enabled=progress)
     for n, image_id in enumerate(data.image_ids, 1):
-        image, xml, npy = files[3 * (n - 1) : 3 * n]
+        image, npy = data.files(image_id)[0], proposals.cache_path(root, image_id, mode)
         try:
             width, height = _check_image(image)
         except (OSError, ValueError, SyntaxError) as e:  # missing, truncated or not an image
             problems.append(f"{image}: cannot decode ({e})")
             width = height = None
         try:
-            read_annotation(xml, data.classes)
-        except (OSError, ValueError) as e:
-            problems.append(f"{xml}: {e}" if str(xml) not in str(e) else str(e))
+            data.check(image_id)
+        except (OSError, ValueError) as e:  # the messages name the file
+            problems.append(str(e))
         if not npy.is_file():
             problems.append(f"{npy}: missing (run python -m wsis.data.proposals --root {root} --split {split})")
         elif width is not None:
@@ -102,3 +101,4 @@ def scan(root: Path, split: str, mode: str = "fast", min_box: float = 8, progres
         more = f"\n  ... and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
         raise BadData(f"{len(problems)} problem(s) in the {split} split of {root}:\n  {listed}{more}")
     stamp.write_text(json.dumps(key))
+    return data

@@ -289,14 +289,23 @@ def generate(out: Path, settings: Settings, progress: bool = True) -> Path:
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m wsis.data.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="folder to write the VOC-format tree into")
+    parser.add_argument("--format", choices=("voc", "coco"), default="voc",
+                        help="coco also writes OUT/annotations/{train,val}.json (RLE masks, iscrowd 0) over "
+                             "the same images, for data.root=OUT data.train_split=OUT/annotations/train.json")  # fmt: skip
     defaults = Settings()
     for f in fields(Settings):
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)),
                             default=getattr(defaults, f.name), help=f"(default: {getattr(defaults, f.name)})")
     args = vars(parser.parse_args(argv))
-    out = args.pop("out")
+    out, fmt = args.pop("out"), args.pop("format")
     try:
         generate(out, Settings(**args))
+        if fmt == "coco":
+            from .coco import voc_to_coco
+            from .voc import VOCDataset
+
+            for split in ("train", "val"):
+                print(f"COCO annotations: {voc_to_coco(VOCDataset(out, split), out / 'annotations' / f'{split}.json')}")
     except (ValueError, FileExistsError) as e:
         parser.error(str(e))
     print(f"synthetic data set in {out}")

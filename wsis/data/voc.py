@@ -97,6 +97,7 @@ class VOCDataset:
         self.split = split
         self.classes = tuple(classes) if classes is not None else self._read_classes()
         self.image_ids = read_list(self.root / "ImageSets" / "Segmentation" / f"{split}.txt")
+        self.skipped = 0  # images a training split leaves out (COCO's without labels; none here)
 
     def _read_classes(self):
         path = self.root / "classes.txt"
@@ -122,9 +123,37 @@ class VOCDataset:
         except OSError as e:
             raise ValueError(f"cannot read image {path}: {e}") from None
 
+    def annotation_path(self, image_id: str) -> Path:
+        return self.root / "Annotations" / f"{image_id}.xml"
+
+    def files(self, image_id: str) -> List[Path]:
+        """The files this image's sample is made of (the pre-flight scan's fingerprint)."""
+        return [self.root / "JPEGImages" / f"{image_id}.jpg", self.annotation_path(image_id)]
+
+    def check(self, image_id: str) -> None:
+        """Parses the image's XML: a ValueError or FileNotFoundError names it."""
+        self.objects(image_id)
+
+    def objects(self, image_id: str):
+        """(class ids 1-based, boxes [N,4] continuous, ignore flags): VOC's difficult objects are ignored."""
+        return read_annotation(self.annotation_path(image_id), self.classes)
+
+    # ids in results files: ours, and 1-based class indices
+    def result_image_id(self, image_id: str) -> str:
+        return image_id
+
+    def result_category_id(self, index: int) -> int:
+        return index
+
+    def image_id_of(self, result_image_id) -> str:
+        return str(result_image_id)
+
+    def category_index(self, result_category_id) -> int:
+        return result_category_id if 1 <= result_category_id <= len(self.classes) else 0
+
     def labels(self, image_id: str) -> torch.Tensor:
         """Image-level labels, float32 [C] with 1 for every class present (difficult objects too)."""
-        ids, _, _ = read_annotation(self.root / "Annotations" / f"{image_id}.xml", self.classes)
+        ids, _, _ = self.objects(image_id)
         labels = torch.zeros(len(self.classes))
         labels[ids - 1] = 1
         return labels

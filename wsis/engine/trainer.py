@@ -129,7 +129,7 @@ class Trainer:
             from ..evaluate import evaluate_model
 
             self.model.eval()
-            m, _ = evaluate_model(self.model, self.cfg, self.root, self.cfg.data.val_split, None, self.device,
+            m, _, _ = evaluate_model(self.model, self.cfg, self.root, self.cfg.data.val_split, None, self.device,
                                   what=f"eval@{self.iteration}")  # fmt: skip
             self.model.train()
             record_eval(self.run_dir, self.iteration, m["mAP@0.5"])
