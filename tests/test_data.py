@@ -192,6 +192,25 @@ def test_scan_names_every_bad_file_before_training(tiny_root, tmp_path):
     assert not list(folder.glob(".scan-*.json"))  # a failed scan is not remembered
 
 
+def test_the_ground_truth_scan_reads_the_masks_that_evaluation_reads(tiny_root, tmp_path):
+    from wsis.data import scan
+
+    root = _copy_split(tiny_root, tmp_path / "d")
+    ids = VOCDataset(root, "val").image_ids
+    broken = root / "SegmentationObject" / f"{ids[0]}.png"
+    broken.write_bytes(b"not a png")
+    (root / "SegmentationClass" / f"{ids[1]}.png").unlink()
+    scan.scan(root, "val", progress=False)  # training reads no masks
+    with pytest.raises(scan.BadData) as e:
+        scan.scan(root, "val", progress=False, ground_truth=True)
+    message = str(e.value)
+    assert message.startswith("2 problem(s) in the val split")
+    assert f"{broken}: cannot read the mask" in message and f"SegmentationClass/{ids[1]}.png" in message
+    shutil.copy(tiny_root / "SegmentationObject" / f"{ids[0]}.png", broken)
+    shutil.copy(tiny_root / "SegmentationClass" / f"{ids[1]}.png", root / "SegmentationClass")
+    assert len(scan.scan(root, "val", progress=False, ground_truth=True)) == len(ids)
+
+
 def test_train_stops_on_bad_data_before_the_first_iteration(tiny_root, tmp_path):
     from conftest import tiny_config
     from wsis import train
@@ -203,3 +222,18 @@ def test_train_stops_on_bad_data_before_the_first_iteration(tiny_root, tmp_path)
     with pytest.raises(BadData, match=f"{image_id}.jpg: cannot decode"):
         train.run(tiny_config(root, tmp_path / "run"))
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_train_stops_on_bad_ground_truth_of_its_val_split_before_the_first_iteration(tiny_root, tmp_path):
+    from conftest import needs_timm, tiny_config
+    from wsis import train
+    from wsis.data.scan import BadData
+
+    root = _copy_split(tiny_root, tmp_path / "d")
+    png = root / "SegmentationObject" / f"{VOCDataset(root, 'val').image_ids[-1]}.png"
+    png.write_bytes(b"not a png")
+    with pytest.raises(BadData, match=f"{png}: cannot read the mask"):
+        train.run(tiny_config(root, tmp_path / "run"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    needs_timm()
+    train.run(tiny_config(root, tmp_path / "run2", "evaluate=false"))  # no evaluation, no need of its masks

@@ -54,6 +54,8 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
             say(f"run folder: {run_dir.resolve()}  (device {device}, {world.size} process{'es' if world.size > 1 else ''})")
             root = prepare(cfg.data, [cfg.data.train_split] + ([cfg.data.val_split] if cfg.evaluate else []))
             train_data = scan(root, cfg.data.train_split, cfg.data.proposal_mode, cfg.data.min_box)  # bad files stop here
+            if cfg.evaluate:  # and those that would stop the evaluation at the end
+                scan(root, cfg.data.val_split, cfg.data.proposal_mode, cfg.data.min_box, ground_truth=True)
             say(f"data: {root.resolve()}")
             if train_data.skipped:
                 say(f"data: {train_data.skipped} images of {cfg.data.train_split} have no label (no non-crowd "

@@ -110,8 +110,9 @@ class COCODataset:
         im = self._images[image_id]
         return im["height"], im["width"]
 
-    def files(self, image_id: str) -> List[Path]:
-        """The files this image's sample is made of (the pre-flight scan's fingerprint)."""
+    def files(self, image_id: str, ground_truth: bool = False) -> List[Path]:
+        """The files this image's sample is made of (the pre-flight scan's fingerprint); the masks
+        that evaluation reads are in the same annotation file."""
         return [self.root / self._images[image_id]["file_name"], self.annotation_file]
 
     def labels(self, image_id: str) -> torch.Tensor:

@@ -1,6 +1,7 @@
-"""Pre-flight scan of a training split: every image decodes, every annotation reads (a VOC XML
-parses; a COCO segmentation decodes), every proposals file fits its image, so that bad data is reported with its path before the first iteration
-rather than as a crash an hour into training.
+"""Pre-flight scan of a split: every image decodes, every annotation reads (a VOC XML parses; a
+COCO segmentation decodes), every proposals file fits its image, and for the split that a run
+evaluates on, every ground-truth mask reads. Bad data is then reported with its path before the
+first iteration rather than as a crash an hour into training (or at its end).
 
 The scan decodes each JPEG at reduced size (PIL's draft mode reads the whole stream, so a
 truncated file still fails, at a fraction of the cost). A passed scan is remembered in the
@@ -63,14 +64,16 @@ def _check_proposals(path: Path, width: int, height: int, min_box: float) -> Opt
     return None
 
 
-def scan(root: Path, split: str, mode: str = "fast", min_box: float = 8, progress: bool = True):
-    """Raises BadData naming every unusable image, annotation or proposals file of `split`; returns
-    the split's training reader."""
-    data = open_split(root, split, training=True)
+def scan(root: Path, split: str, mode: str = "fast", min_box: float = 8, progress: bool = True,
+         ground_truth: bool = False):
+    """Raises BadData naming every unusable image, annotation or proposals file of `split`, and
+    with `ground_truth` every unreadable instance mask; returns the split's reader (for training,
+    or with `ground_truth` for evaluation)."""
+    data = open_split(root, split, training=not ground_truth)
     folder = proposals.cache_dir(root, mode)
-    files = [f for i in data.image_ids for f in data.files(i) + [proposals.cache_path(root, i, mode)]]
-    stamp = folder / f".scan-{hashlib.sha1(str(split).encode()).hexdigest()[:12]}.json"
-    key = {"split": str(split), "fingerprint": _fingerprint(files), "min_box": min_box}
+    files = [f for i in data.image_ids for f in data.files(i, ground_truth) + [proposals.cache_path(root, i, mode)]]
+    stamp = folder / f".scan-{hashlib.sha1(f'{split}{ground_truth}'.encode()).hexdigest()[:12]}.json"
+    key = {"split": str(split), "ground_truth": ground_truth, "fingerprint": _fingerprint(files), "min_box": min_box}
     try:
         if json.loads(stamp.read_text()) == key:
             return data
@@ -87,6 +90,8 @@ def scan(root: Path, split: str, mode: str = "fast", min_box: float = 8, progres
             width = height = None
         try:
             data.check(image_id)
+            if ground_truth:
+                data.instances(image_id)
         except (OSError, ValueError) as e:  # the messages name the file
             problems.append(str(e))
         if not npy.is_file():

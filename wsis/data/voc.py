@@ -126,9 +126,13 @@ class VOCDataset:
     def annotation_path(self, image_id: str) -> Path:
         return self.root / "Annotations" / f"{image_id}.xml"
 
-    def files(self, image_id: str) -> List[Path]:
-        """The files this image's sample is made of (the pre-flight scan's fingerprint)."""
-        return [self.root / "JPEGImages" / f"{image_id}.jpg", self.annotation_path(image_id)]
+    def files(self, image_id: str, ground_truth: bool = False) -> List[Path]:
+        """The files this image's sample is made of (the pre-flight scan's fingerprint); with
+        `ground_truth`, the instance masks that evaluation reads as well."""
+        files = [self.root / "JPEGImages" / f"{image_id}.jpg", self.annotation_path(image_id)]
+        if ground_truth:
+            files += [self.root / sub / f"{image_id}.png" for sub in ("SegmentationObject", "SegmentationClass")]
+        return files
 
     def check(self, image_id: str) -> None:
         """Parses the image's XML: a ValueError or FileNotFoundError names it."""
