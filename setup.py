@@ -48,13 +48,17 @@ def want_cuda() -> bool:
     return found
 
 
-def pip_cuda_include_dirs():
-    """Headers of the nvidia-* wheels that a pip CUDA torch depends on (cuBLAS, cuSPARSE, ...)."""
+def cuda_include_dirs():
+    """The toolkit's headers, then those of the nvidia-* wheels that a pip CUDA torch depends on.
+
+    The wheels fill what a bare toolkit lacks (cuBLAS, cuSPARSE, ...). They come second because
+    they can be a newer CUDA minor than the nvcc (torch+cu132 beside nvcc 13.0), and nvcc refuses
+    runtime headers newer than itself."""
+    dirs = [os.path.join(cpp_extension.CUDA_HOME, "include")]
     try:
         import nvidia
     except ImportError:
-        return []
-    dirs = []
+        return dirs
     for base in nvidia.__path__:
         dirs += sorted(glob.glob(os.path.join(base, "*", "include")))
     return dirs
@@ -86,7 +90,7 @@ def extension(with_cuda: bool):
         return cpp_extension.CUDAExtension(
             "wsis._C",
             sources,
-            include_dirs=pip_cuda_include_dirs(),
+            include_dirs=cuda_include_dirs(),
             extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
             extra_link_args=["-fopenmp"],
         )
