@@ -136,8 +136,9 @@ class COCODataset:
                                  f"(image {image_id}) cannot be decoded: {e}") from None  # fmt: skip
         return out
 
-    def check(self, image_id: str) -> None:
-        """Decodes every segmentation of the image: a ValueError names the file and the annotation."""
+    def check(self, image_id: str, ground_truth: bool = False) -> None:
+        """Decodes every segmentation of the image, which is all that `instances` reads too: a
+        ValueError names the file and the annotation."""
         self._masks(image_id, self._annotations[image_id])
 
     def _xywh(self, ann: dict) -> List[float]:

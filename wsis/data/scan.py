@@ -89,9 +89,7 @@ def scan(root: Path, split: str, mode: str = "fast", min_box: float = 8, progres
             problems.append(f"{image}: cannot decode ({e})")
             width = height = None
         try:
-            data.check(image_id)
-            if ground_truth:
-                data.instances(image_id)
+            data.check(image_id, ground_truth)
         except (OSError, ValueError) as e:  # the messages name the file
             problems.append(str(e))
         if not npy.is_file():

@@ -134,9 +134,12 @@ class VOCDataset:
             files += [self.root / sub / f"{image_id}.png" for sub in ("SegmentationObject", "SegmentationClass")]
         return files
 
-    def check(self, image_id: str) -> None:
-        """Parses the image's XML: a ValueError or FileNotFoundError names it."""
+    def check(self, image_id: str, ground_truth: bool = False) -> None:
+        """Parses the image's XML, and with `ground_truth` reads its instance masks: a ValueError or
+        FileNotFoundError names the file."""
         self.objects(image_id)
+        if ground_truth:
+            self.instances(image_id)
 
     def objects(self, image_id: str):
         """(class ids 1-based, boxes [N,4] continuous, ignore flags): VOC's difficult objects are ignored."""
