@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -73,3 +75,30 @@ def test_load_mat_converts_coordinates_and_checks_the_image_list(tmp_path):
     with pytest.raises(ValueError, match="'boxes' and 'images'"):
         scipy_io.savemat(tmp_path / "bad.mat", {"x": np.zeros(2)})
         P.load_mat(tmp_path / "bad.mat", [])
+
+
+def test_proposals_are_a_function_of_the_image(small, tmp_path):
+    """The same images give the same boxes in the same order, in any process and any job order."""
+    val = VOCDataset(small, "val")
+    image = val.image_path(val.image_ids[0])
+    first = P.selective_search(image)
+    P.selective_search(val.image_path(val.image_ids[1]))  # rand() moves on
+    np.testing.assert_array_equal(P.selective_search(image), first)
+    twice = tmp_path / "twice"
+    shutil.copytree(small, twice, ignore=shutil.ignore_patterns("proposals"))
+    a = P.compute(small, "val", jobs=2, progress=False)
+    b = P.compute(twice, "val", jobs=1, progress=False)  # one worker: every image after another one
+    assert (a / P.ORDER_STAMP).is_file() and (b / P.ORDER_STAMP).is_file()
+    for image_id in VOCDataset(small, "val").image_ids:
+        np.testing.assert_array_equal(P.load(small, image_id), P.load(twice, image_id), err_msg=image_id)
+
+
+def test_a_cache_from_before_the_seeded_order_is_named(small, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(small, old, ignore=shutil.ignore_patterns("proposals"))
+    folder = P.cache_dir(old, "fast")
+    folder.mkdir(parents=True)
+    np.save(folder / "syn_000000.npy", np.zeros((1, 4), np.float32))  # a file without the folder's stamp
+    with pytest.warns(UserWarning, match="before wsis seeded Selective Search"):
+        P.compute(old, "train", jobs=1, progress=False)
+    assert not (folder / P.ORDER_STAMP).exists()

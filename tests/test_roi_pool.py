@@ -3,6 +3,7 @@ import torch
 from random_inputs import random_rois
 
 import wsis.ops as W
+from wsis.ops.roi_pool import backward_by_index
 from wsis.ops import reference as ref
 
 
@@ -96,3 +97,31 @@ def test_roi_pool_opcheck(device):
     x = torch.randn(2, 3, 6, 7, device=device, requires_grad=True)
     rois = random_rois(5, 2, size=6.0).to(device)
     torch.library.opcheck(torch.ops.wsis.roi_pool.default, (x, rois, 1.0, 3, 3))
+
+
+@pytest.mark.parametrize("k", [0, 1, 30])
+def test_roi_pool_backward_by_index_equals_the_kernel(device, k):
+    """The deterministic backward (CUDA under torch.use_deterministic_algorithms) gives the kernel's gradient."""
+    x = torch.randn(2, 5, 9, 11, dtype=torch.float64, device=device)
+    rois = random_rois(k, 2, size=9.0, dtype=torch.float64).to(device)
+    if k:
+        rois[0, 1:] = -30  # wholly outside: empty bins, argmax -1
+    out, argmax = torch.ops.wsis.roi_pool(x, rois, 1.0, 3, 3)
+    g = torch.randn_like(out)
+    want = torch.ops.wsis._roi_pool_backward(g, rois, argmax, *x.shape)
+    got = backward_by_index(g, rois, argmax, tuple(x.shape))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_roi_pool_backward_under_deterministic_algorithms(device):
+    x = torch.randn(2, 4, 9, 9, device=device, requires_grad=True)
+    rois = random_rois(40, 2, size=9.0).to(device)
+    g = torch.randn(40, 4, 3, 3, device=device)
+    want = torch.autograd.grad(W.roi_pool(x, rois, 3), x, g)[0]
+    torch.use_deterministic_algorithms(True)
+    try:
+        runs = [torch.autograd.grad(W.roi_pool(x, rois, 3), x, g)[0] for _ in range(3)]
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert all(torch.equal(r, runs[0]) for r in runs)
+    torch.testing.assert_close(runs[0], want)

@@ -150,3 +150,46 @@ def test_ddp_on_two_cpu_processes_keeps_ranks_identical(tiny_root, tmp_path):
     mp.spawn(_ddp_worker, args=(2, port, tiny_root, tmp_path / "ddp", results), nprocs=2)
     assert dict(results) == {0: True, 1: True}
     assert {p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir()} == {"model_0000002.pt", "model_0000003.pt", "last.pt"}
+
+
+LOSS_KEYS = ("loss", "cls", "refine", "reg", "img", "seg", "lr")
+
+
+def test_the_same_seed_gives_the_same_losses(tiny_root, tmp_path):
+    """Bit-identical losses for the same seed on one machine and thread count; another seed differs."""
+    runs = [train.run(tiny_config(tiny_root, tmp_path / name, "evaluate=false", "solver.max_iter=12",
+                                  "data.workers=1", f"seed={seed}"))  # fmt: skip
+            for name, seed in (("a", 0), ("b", 0), ("c", 1))]
+    a, b, c = ([{k: r[k] for k in LOSS_KEYS} for r in losses_of(run)] for run in runs)
+    assert len(a) == 12 and a == b
+    assert a != c
+
+
+def test_the_run_folder_records_its_environment(tiny_root, tmp_path, capsys):
+    import wsis
+
+    run_dir = train.run(tiny_config(tiny_root, tmp_path / "run", "evaluate=false", "solver.max_iter=2", "seed=5"))
+    env = json.loads((run_dir / "env.json").read_text())
+    assert env["torch"] == torch.__version__ and env["wsis"] == wsis.__version__ and env["seed"] == 5
+    for key in ("git_commit", "git_dirty", "torchvision", "timm", "numpy", "opencv", "pycocotools",
+                "wsis_C_cuda_kernels", "threads", "cpu", "cuda", "argv"):  # fmt: skip
+        assert key in env
+    assert env["threads"] == torch.get_num_threads()
+    assert "environment: wsis" in capsys.readouterr().out
+    env["torch"] = "0.0.0"  # as if the run had begun under another torch
+    (run_dir / "env.json").write_text(json.dumps(env))
+    train.run(*train.parse(["--resume", str(run_dir), "solver.max_iter=3"]))
+    out = capsys.readouterr().out
+    assert f"torch: '0.0.0' -> '{torch.__version__}'" in out and "seed" not in out.split("warning")[-1]
+    assert json.loads((run_dir / "env.json").read_text())["torch"] == "0.0.0"  # the original record is kept
+
+
+def test_the_deterministic_switch_trains_and_changes_nothing_on_the_cpu(tiny_root, tmp_path):
+    plain = train.run(tiny_config(tiny_root, tmp_path / "plain", "evaluate=false", "solver.max_iter=3"))
+    try:
+        strict = train.run(tiny_config(tiny_root, tmp_path / "strict", "evaluate=false", "solver.max_iter=3",
+                                       "deterministic=true"))  # fmt: skip
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert [{k: r[k] for k in LOSS_KEYS} for r in losses_of(plain)] == [{k: r[k] for k in LOSS_KEYS} for r in losses_of(strict)]

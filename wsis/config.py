@@ -106,6 +106,9 @@ class Config:
     output_dir: str = ""  # "" = runs/<date-time>
     device: str = "auto"  # auto, cpu, cuda
     seed: int = 0
+    # torch.use_deterministic_algorithms for the run, our kernels included: on CUDA, bit-identical
+    # reruns at some cost in speed (CPU runs on one machine and thread count repeat without it).
+    deterministic: bool = False
     evaluate: bool = True  # evaluate on data.val_split at the end of training
 
     def check(self) -> "Config":

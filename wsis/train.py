@@ -13,7 +13,7 @@ from typing import List, Optional
 from . import config as config_lib
 from .data.prepare import prepare
 from .data.scan import scan
-from .engine import distributed
+from .engine import distributed, environment
 from .engine.trainer import Trainer, TrainingDiverged, record_eval
 from .model.backbone import WeightsUnavailable, imagenet_state
 
@@ -38,9 +38,22 @@ def parse(argv: Optional[List[str]] = None):
     return cfg, args.resume
 
 
+def record_environment(run_dir: Path, cfg: config_lib.Config, device, resume: Optional[Path], say) -> None:
+    """`env.json` of a new run; on resume the original is kept and each fact that changed is named."""
+    env = environment.collect(cfg.seed, device)
+    say(f"environment: {environment.short(env)}")
+    original = environment.read(run_dir / "env.json") if resume else None
+    if original is None:
+        environment.write(env, run_dir / "env.json")
+        return
+    for change in environment.differences(original, env):
+        say(f"warning: resumed in another environment than the run began in: {change}")
+
+
 def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
     world = distributed.init(distributed.device_kind(cfg.device))
     device = distributed.pick_device(cfg.device, world)
+    distributed.set_deterministic(cfg.deterministic)
     run_dir = Path(cfg.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     say = print if world.main else (lambda *a, **k: None)
     try:
@@ -52,6 +65,7 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
                 raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another output_dir")
             (run_dir / "config.yaml").write_text(config_lib.to_yaml(cfg))
             say(f"run folder: {run_dir.resolve()}  (device {device}, {world.size} process{'es' if world.size > 1 else ''})")
+            record_environment(run_dir, cfg, device, resume, say)
             root = prepare(cfg.data, [cfg.data.train_split] + ([cfg.data.val_split] if cfg.evaluate else []))
             train_data = scan(root, cfg.data.train_split, cfg.data.proposal_mode, cfg.data.min_box)  # bad files stop here
             if cfg.evaluate:  # and those that would stop the evaluation at the end

@@ -5,11 +5,21 @@
 The cache is one float32 `.npy` per image, `ROOT/proposals/selective_search_<mode>/<id>.npy`,
 raw boxes `[N, 4]` (x1, y1, x2, y2 in continuous pixels) in Selective Search's ranking. Each file
 is written to a temporary name and renamed, so an interrupted run leaves no partial file and the
-next run computes only what is missing. `load_mat` reads the precomputed Selective Search `.mat`
+next run computes only what is missing.
+
+OpenCV ranks the regions with `level * rand()`, the C library's generator, which is global to the
+process: unseeded, the order (and so which boxes survive `max_boxes`) depends on what the process
+computed before. `selective_search` reseeds it before every image, so the boxes of an image are a
+function of the image and the mode alone, whichever worker computes them. A folder written before
+that (it has no `ORDER_STAMP`) holds the same boxes in an order drawn when it was computed. `load_mat` reads the precomputed Selective Search `.mat`
 files of Fast R-CNN / OICR / PCL.
 """
 import argparse
+import ctypes
+import ctypes.util
 import os
+import threading
+import warnings
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -20,6 +30,22 @@ from ..progress import Progress
 from .formats import open_split
 
 MODES = ("fast", "quality")
+# Written into a cache folder whose files were all computed with the seeded ranking.
+ORDER_STAMP = "seeded-order"
+_SEED = 1  # glibc treats srand(0) as srand(1): one seed, named once
+_C_RAND_LOCK = threading.Lock()  # rand() is process-global: one seeded image at a time
+
+
+def _c_srand():
+    """The C library's `srand`, which OpenCV's ranking draws from; None where it cannot be found."""
+    name = ctypes.util.find_library("c") if os.name != "nt" else "msvcrt"
+    try:
+        return ctypes.CDLL(name).srand if name else None
+    except OSError:
+        return None
+
+
+_SRAND = _c_srand()
 
 
 def cache_dir(root: Path, mode: str) -> Path:
@@ -43,7 +69,12 @@ def selective_search(image_path: Path, mode: str = "fast") -> np.ndarray:
     ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
     ss.setBaseImage(image)
     ss.switchToSelectiveSearchFast() if mode == "fast" else ss.switchToSelectiveSearchQuality()
-    rects = ss.process().astype(np.float32).reshape(-1, 4)  # x, y, w, h
+    with _C_RAND_LOCK:
+        if _SRAND is None:
+            warnings.warn("cannot seed the C library's rand(): Selective Search's box order will vary from run to run")
+        else:
+            _SRAND(_SEED)
+        rects = ss.process().astype(np.float32).reshape(-1, 4)  # x, y, w, h
     rects[:, 2:] += rects[:, :2]
     return rects
 
@@ -68,6 +99,14 @@ def compute(root: Path, split: str, mode: str = "fast", jobs: Optional[int] = No
             if not cache_path(root, i, mode).is_file()]  # fmt: skip
     for parent in {out.parent for _, out, _ in todo} | {folder}:
         parent.mkdir(parents=True, exist_ok=True)
+    stamp = folder / ORDER_STAMP
+    if not stamp.is_file():
+        if any(folder.rglob("*.npy")):
+            warnings.warn(f"{folder} was computed before wsis seeded Selective Search: its boxes are in an order "
+                          "drawn when each file was written, so runs over it repeat each other but not runs over a "
+                          "fresh cache; delete the folder to recompute it in the seeded order", stacklevel=2)  # fmt: skip
+        else:
+            stamp.touch()  # an empty folder: every file it will hold is computed in the seeded order
     if not todo:
         return folder
     jobs = jobs or os.cpu_count() or 1

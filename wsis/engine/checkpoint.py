@@ -1,6 +1,10 @@
-"""Checkpoints written atomically: a reader finds the previous file or the whole new one, never half."""
+"""Checkpoints written atomically (a reader finds the previous file or the whole new one, never half)
+and read without running code: `torch.load(weights_only=True)`, so a shared checkpoint can hold
+tensors and plain values only. The RNG states are stored in those terms."""
 import os
+import pickle
 import random
+import re
 from pathlib import Path
 from typing import Any, Dict
 
@@ -16,18 +20,43 @@ def save(state: Dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+# Checkpoints written before the RNG states were stored as tensors hold NumPy's state as an array:
+# these globals rebuild a plain uint32 array and nothing else, so such files still load safely.
+_NUMPY_ARRAY_GLOBALS = [np.empty(0).__reduce__()[0], np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 def load(path: Path) -> Dict[str, Any]:
+    """A checkpoint's dict; a file that holds anything but tensors and plain values is refused unrun."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_NUMPY_ARRAY_GLOBALS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        named = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", str(e))
+        if named is None:  # not a pickle of objects at all
+            raise ValueError(f"cannot read checkpoint {path}: {str(e).splitlines()[-1] or e}") from None
+        raise ValueError(f"refusing checkpoint {path}: it holds more than tensors and plain values (it names "
+                         f"{named.group(1) or named.group(2)}), and "
+                         "loading it could run code; wsis checkpoints never hold such objects, so this file was "
+                         "made or changed elsewhere") from None  # fmt: skip
     except Exception as e:
         raise ValueError(f"cannot read checkpoint {path}: {e}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"cannot read checkpoint {path}: it holds a {type(state).__name__}, not a dict of states")
+    return state
 
 
 def rng_state() -> Dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every generator's state as tensors and plain values (what `load` accepts)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},  # fmt: skip
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -35,10 +64,18 @@ def rng_state() -> Dict[str, Any]:
 
 def set_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n = state["numpy"]
+    if isinstance(n, dict):
+        n = (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    np.random.set_state(n)  # else the tuple of a checkpoint from before
+    random.setstate(_as_tuples(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(value: Any) -> Any:
+    """`random.setstate` wants tuples; a round trip through some picklers gives lists."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def check_fits(model: torch.nn.Module, state: Dict[str, torch.Tensor], where: str) -> None:

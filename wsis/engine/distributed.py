@@ -52,3 +52,12 @@ def pick_device(name: str, world: World) -> torch.device:
         torch.cuda.set_device(world.local_rank)
         return torch.device("cuda", world.local_rank)
     return torch.device("cpu")
+
+
+def set_deterministic(on: bool) -> None:
+    """`torch.use_deterministic_algorithms`, our kernels included (roi_pool's backward then avoids
+    atomics on CUDA); cuBLAS needs its workspace fixed for it. CPU runs repeat without it."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True)

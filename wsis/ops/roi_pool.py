@@ -82,9 +82,25 @@ def _setup_context(ctx, inputs, output):
     ctx.input_shape = tuple(input.shape)
 
 
+def backward_by_index(grad: torch.Tensor, rois: torch.Tensor, argmax: torch.Tensor, shape: Tuple[int, ...]) -> torch.Tensor:
+    """roi_pool's input gradient by `index_put_(accumulate=True)`, which torch makes deterministic
+    under `torch.use_deterministic_algorithms`; the CUDA kernel's atomics sum in any order."""
+    b, c, h, w = shape
+    planes = rois[:, 0].long()[:, None] * c + torch.arange(c, device=grad.device)  # [K, C] rows of [B*C, H*W]
+    where = argmax.flatten(2).long()
+    valid = where >= 0  # an empty bin takes no gradient
+    index = (planes[:, :, None] * (h * w) + where)[valid]
+    out = grad.new_zeros(b * c * h * w)
+    out.index_put_((index,), grad.flatten(2)[valid], accumulate=True)
+    return out.view(b, c, h, w)
+
+
 def _backward(ctx, grad_out, _grad_argmax):
     rois, argmax = ctx.saved_tensors
-    grad_input = ops._roi_pool_backward(grad_out, rois, argmax, *ctx.input_shape)
+    if grad_out.device.type != "cpu" and torch.are_deterministic_algorithms_enabled():
+        grad_input = backward_by_index(grad_out, rois, argmax, ctx.input_shape)
+    else:  # the CPU kernel runs channels in parallel and adds in a fixed order
+        grad_input = ops._roi_pool_backward(grad_out, rois, argmax, *ctx.input_shape)
     return grad_input, None, None, None, None
 
 
