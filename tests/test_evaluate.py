@@ -237,3 +237,27 @@ def test_predict_on_a_folder_without_images_is_an_error(trained, tmp_path, capsy
     with pytest.raises(SystemExit) as code:
         predict.main(["--checkpoint", str(trained / "checkpoints" / "last.pt"), str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
     assert code.value.code == 1 and "no images" in capsys.readouterr().err
+
+
+def test_evaluate_a_synthetic_run_without_data(trained, tiny_root, tmp_path, capsys):
+    """The default run's config names no data.root: the CLI finds the synthetic set itself."""
+    ckpt = trained / "checkpoints" / "last.pt"
+    evaluate.main(["--checkpoint", str(ckpt), "data.root=", f"data.synthetic_dir={tiny_root}", "--out", str(tmp_path / "a")])
+    m = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert m["num_images"] == 3 and m["postprocessed"]["method"] == "segments"
+    evaluate.main(["--checkpoint", str(ckpt), "--data", str(tiny_root), "--postprocess", "none", "--out", str(tmp_path / "b")])
+    plain = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert "postprocessed" not in plain
+    assert {k: plain[k] for k in evaluate.MASK_METRICS} == {k: m[k] for k in evaluate.MASK_METRICS}
+    assert "(segments masks)" in capsys.readouterr().out
+
+
+def test_postprocessed_metrics_change_the_masks_only(trained, tiny_root):
+    model, cfg, _ = evaluate.load_model(trained / "checkpoints" / "last.pt")
+    m, dets, data = evaluate.evaluate_model(model, cfg, tiny_root, "val", None, torch.device("cpu"), "segments")
+    p = m["postprocessed"]
+    assert set(p) == {"method", "per_class", *evaluate.MASK_METRICS}
+    again = evaluate.postprocessed_metrics(dets, data, "segments")
+    assert json.dumps(again) == json.dumps(p)  # per-class NaN where a class has no instance
+    with pytest.raises(ValueError, match="--postprocess must be"):
+        evaluate.evaluate_model(model, cfg, tiny_root, "val", None, torch.device("cpu"), "crf")

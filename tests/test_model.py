@@ -86,18 +86,18 @@ def by_hand(model, cfg, rois, counts, labels, out):
             for c in range(C + 1):
                 y = 1.0 if c == sel.classes[r] else 0.0
                 img += -(y * math.log(p[r, c]) + (1 - y) * math.log(1 - p[r, c])) / s
-    total["img"] = img
+    total["img"] = cfg.img_loss_weight * img  # Eq.2 with the config's weights
     _, masks = ref.cam_pseudo_masks(out["cams"].detach(), cfg.xi)  # Eq.1
     sl = out["seg_logits"]
     q = torch.sigmoid(sl.double())
     m = masks.double()
     t2 = sl.shape[-1] * sl.shape[-2]
-    total["seg"] = float(-(m * q.log() + (1 - m) * (1 - q).log()).sum() / t2 / s)  # Eq.9
+    total["seg"] = cfg.seg_loss_weight * float(-(m * q.log() + (1 - m) * (1 - q).log()).sum() / t2 / s)  # Eq.9
     return total
 
 
 def test_losses_match_a_hand_computation_of_eq3_to_eq9():
-    model, cfg = tiny()
+    model, cfg = tiny("model.img_loss_weight=0.3", "model.seg_loss_weight=2.0")  # unequal: a swap would show
     images, rois, counts, labels = batch()
     loss, out = model(images, rois, counts, labels, torch.Generator().manual_seed(0))
     plain = {k: [x.detach() for x in v] if isinstance(v, list) else (v.detach() if torch.is_tensor(v) else v)

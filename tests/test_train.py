@@ -37,6 +37,7 @@ def test_a_run_writes_its_folder_and_evaluates(tiny_root, tmp_path):
     for key in ("mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "CorLoc", "num_images", "per_class"):
         assert key in metrics
     assert metrics["num_images"] == 3 and metrics["corloc_split"] == "val"
+    assert metrics["postprocessed"]["method"] == "segments"  # test.postprocess, scored beside the model's own masks
     assert (run_dir / "predictions.json").is_file()
     assert sorted(p.name for p in (run_dir / "pictures").iterdir()) == ["curves.png", "syn_000006.png", "syn_000007.png",
                                                                        "syn_000008.png"]

@@ -7,6 +7,7 @@ any tool. Prints a table and writes `metrics.json` and `predictions.json` (COCO 
 with RLE masks) into `--out`.
 """
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -18,13 +19,16 @@ import torch
 from . import config as config_lib
 from . import metrics as M
 from .config import Config
+from .data import proposals
 from .data.loader import InferenceDataset
+from .data.prepare import synthetic_root
 from .data.formats import is_coco, open_split
 from .engine import checkpoint as ckpt_lib
 from .engine.distributed import device_kind
 from .inference import Detections, Predictor
 from .model import CommunityNet
 from .model.backbone import WeightsUnavailable
+from .postprocess import check_postprocess
 from .progress import Progress
 from .visualize import save_pictures
 
@@ -58,7 +62,7 @@ def test_views(cfg: Config):
     return tuple(cfg.test.scales or cfg.data.scales), cfg.test.flip
 
 
-def predict_split(model, cfg: Config, root: Path, split: str, device, postprocess=None, what: str = "inference"):
+def predict_split(model, cfg: Config, root: Path, split: str, device, what: str = "inference"):
     """{image_id: Detections} for every image of a split."""
     scales, flip = test_views(cfg)
     data, loader = _views_loader(cfg, root, split, scales, flip)
@@ -67,10 +71,7 @@ def predict_split(model, cfg: Config, root: Path, split: str, device, postproces
     bar = Progress(len(data), f"{what} {split}", "img")
     for i, views in enumerate(loader):
         image_id = views[0].image_id
-        det = predictor(views, data.data.image_size(image_id))
-        if postprocess is not None:
-            det.masks = postprocess(image_id, det.masks)
-        out[image_id] = det
+        out[image_id] = predictor(views, data.data.image_size(image_id))
         bar.update(i + 1)
     return out
 
@@ -194,6 +195,9 @@ def from_coco(path: Path, data) -> Dict[str, Detections]:
 def table(m: Dict[str, object]) -> str:
     keys = ["mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "CorLoc"]
     lines = [" | ".join(f"{k:>11}" for k in keys), " | ".join(f"{m[k]:>11.1f}" for k in keys)]
+    if "postprocessed" in m:
+        p = m["postprocessed"]
+        lines.append(" | ".join(f"{p[k]:>11.1f}" if k in p else f"{'':>11}" for k in keys) + f"   ({p['method']} masks)")
     for kind, stats in m.get("coco", {}).items():
         lines.append(f"COCO {kind:<4} " + "  ".join(f"{k} {v:.1f}" for k, v in stats.items()))
     return "\n".join(lines) + f"\n({m['num_images']} images)"
@@ -207,24 +211,46 @@ def write(out: Path, m: Dict[str, object], dets: Optional[Dict[str, Detections]]
         (out / "predictions.json").write_text(json.dumps(to_coco(dets, data)) + "\n")
 
 
-def evaluate_model(model, cfg: Config, root: Path, split: str, corloc_split: Optional[str], device, postprocess=None,
-                   what: str = "inference"):  # fmt: skip
+def evaluate_model(model, cfg: Config, root: Path, split: str, corloc_split: Optional[str], device,
+                   postprocess: str = "none", what: str = "inference"):  # fmt: skip
+    """(metrics, detections, data) of a split. The metrics are those of the model's own masks; with a
+    `postprocess` (README: Evaluate) those of the post-processed masks sit beside them under `postprocessed`."""
     data = open_split(root, split)
-    dets = predict_split(model, cfg, root, split, device, postprocess, what)
+    dets = predict_split(model, cfg, root, split, device, what)
     corloc_dets = corloc_data = None
     if corloc_split and corloc_split != split:
         corloc_data = open_split(root, corloc_split)
         corloc_dets = predict_split(model, cfg, root, corloc_split, device, what="CorLoc")
     m = score(dets, data, corloc_dets, corloc_data)
     m["split"], m["corloc_split"] = split, corloc_split or split
+    if postprocess != "none":
+        m["postprocessed"] = postprocessed_metrics(dets, data, postprocess)
     return m, dets, data
+
+
+# What post-processing changes: the masks, so the mask metrics (boxes, scores and CorLoc stay).
+MASK_METRICS = ("mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO")
+
+
+def postprocessed_metrics(dets: Dict[str, Detections], data, method: str) -> Dict[str, object]:
+    from .postprocess import make_postprocess
+
+    post = make_postprocess(method, data.image_path)
+    bar = Progress(len(dets), f"postprocess ({method})", "img")
+    snapped = {}
+    for n, (image_id, d) in enumerate(dets.items(), 1):
+        snapped[image_id] = dataclasses.replace(d, masks=post(image_id, d.masks))
+        bar.update(n)
+    m = score(snapped, data, None, None)
+    per_class = {k: v for k, v in m["per_class"].items() if k in MASK_METRICS}
+    return {"method": method, **{k: m[k] for k in MASK_METRICS}, "per_class": per_class}
 
 
 def evaluate_checkpoint(path: Path, root: Path, split: str, out: Path, cfg: Config) -> Dict[str, object]:
     """Used at the end of training (its data, proposals included, are prepared): metrics into `out`."""
     model, _, classes = load_model(path)
     device = next(model.parameters()).device
-    m, dets, data = evaluate_model(model, cfg, root, split, cfg.test.corloc_split or None, device)
+    m, dets, data = evaluate_model(model, cfg, root, split, cfg.test.corloc_split or None, device, cfg.test.postprocess)
     write(out, m, dets, data)
     save_pictures(dets, data.image_path, classes, out / "pictures")
     print(table(m))
@@ -241,7 +267,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--corloc-split", help="split for CorLoc ('none': the --split; default: the config's "
                                                "test.corloc_split, itself the --split when empty)")
     parser.add_argument("--tta", action="store_true", help="ensemble over every scale of data.scales and the flip")
-    parser.add_argument("--postprocess", default="none", help="none | segments (OpenCV graph segments) | mcg:DIR")
+    parser.add_argument("--postprocess", help="none | segments (OpenCV graph segments) | mcg:DIR; scored beside the "
+                                              "model's own masks (default: the config's test.postprocess)")
     parser.add_argument("--out", type=Path, help="where metrics.json and predictions.json go (default: next to the input)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. test.scales=[288]")
     args = parser.parse_args(argv)
@@ -260,15 +287,12 @@ def main(argv: Optional[List[str]] = None) -> None:
                 overrides += ["test.scales=[]", "test.flip=true"]
             model, cfg, _ = load_model(args.checkpoint, overrides)
             root = args.data or Path(cfg.data.root or synthetic_root(cfg.data))
-            from .data import proposals
-            from .data.prepare import synthetic_root
-            from .postprocess import make_postprocess
-
             corloc_split = args.corloc_split if args.corloc_split is not None else cfg.test.corloc_split
             corloc_split = None if corloc_split in ("none", "") else corloc_split
             for split in {args.split, corloc_split} - {None}:
                 proposals.compute(root, split, cfg.data.proposal_mode)
-            post = make_postprocess(args.postprocess, open_split(root, args.split).image_path)
+            post = args.postprocess or cfg.test.postprocess
+            check_postprocess(post)
             device = next(model.parameters()).device
             m, dets, data = evaluate_model(model, cfg, root, args.split, corloc_split, device, post)
             out = args.out or args.checkpoint.parent.parent / f"eval_{Path(args.split).stem}"

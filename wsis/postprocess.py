@@ -57,9 +57,21 @@ def best_overlap(masks: torch.Tensor, segments: np.ndarray) -> torch.Tensor:
     return out
 
 
+def check_postprocess(spec: str) -> None:
+    """A clear error for a spec that `make_postprocess` would not take."""
+    if spec in ("none", "segments"):
+        return
+    if spec.startswith("mcg:"):
+        if not Path(spec[4:]).is_dir():
+            raise FileNotFoundError(f"--postprocess mcg: folder not found: {spec[4:]}")
+        return
+    raise ValueError(f"--postprocess must be none, segments or mcg:DIR, got {spec!r}")
+
+
 def make_postprocess(spec: str, image_path: Callable[[str], Path]) -> Optional[Callable[[str, torch.Tensor], torch.Tensor]]:
     """`none`, `segments` (OpenCV graph segments of the images, found by `image_path(id)`) or
     `mcg:DIR` (DIR/<id>.mat)."""
+    check_postprocess(spec)
     if spec == "none":
         return None
     if spec == "segments":
@@ -71,9 +83,5 @@ def make_postprocess(spec: str, image_path: Callable[[str], Path]) -> Optional[C
             return best_overlap(masks, graph_segments(rgb))
 
         return post
-    if spec.startswith("mcg:"):
-        folder = Path(spec[4:])
-        if not folder.is_dir():
-            raise FileNotFoundError(f"--postprocess mcg: folder not found: {folder}")
-        return lambda image_id, masks: best_overlap(masks, load_mcg(folder / f"{image_id}.mat"))
-    raise ValueError(f"--postprocess must be none, segments or mcg:DIR, got {spec!r}")
+    folder = Path(spec[4:])  # mcg:DIR
+    return lambda image_id, masks: best_overlap(masks, load_mcg(folder / f"{image_id}.mat"))

@@ -142,12 +142,12 @@ class CommunityNet(nn.Module):
         """Eq.7-8 (IMG vs the detector's pseudo-labels) and Eq.9 (segmentation vs the Eq.1 masks)."""
         cams, logits = self.img(self._levels(res3, res4, f5[sel.index], rois[sel.index]))
         onehot = F.one_hot(self._channel(sel.classes), self.mask_channels).to(logits.dtype)
-        result = {"img": sum(losses.cam_loss(level, onehot) for level in logits)}
+        result = {"img": self.cfg.img_loss_weight * sum(losses.cam_loss(level, onehot) for level in logits)}
         out.update(cams=cams, cam_logits=logits)
         if self.seg is not None:
             _, masks = ops.cam_pseudo_masks(cams.detach(), self.cfg.xi)  # no gradient through pseudo-labels
             seg_logits = self.seg(self._upsampled(f5[sel.index]))
-            result["seg"] = losses.seg_loss(seg_logits, masks)
+            result["seg"] = self.cfg.seg_loss_weight * losses.seg_loss(seg_logits, masks)
             out.update(seg_logits=seg_logits, pseudo_masks=masks)
         return result
 
