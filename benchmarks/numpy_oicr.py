@@ -1,4 +1,4 @@
-"""oicr_assign's rule (DESIGN §2) in NumPy: the baseline its speed target is measured against."""
+"""oicr_assign's rule (docs/DESIGN.md §2) in NumPy: the baseline its speed target is measured against."""
 import numpy as np
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 from wsis.data.loader import transform
 from wsis.data.synthetic import Settings, generate
 from wsis.data.voc import VOCDataset
-from wsis.metrics import average_precision
+from wsis.evaluation.metrics import average_precision
 from wsis.model.backbone import Backbone
 
 

@@ -27,6 +27,13 @@ def test_every_backbone_splits_into_a_stride_16_trunk_and_a_per_roi_head(name):
     assert Backbone(name, "none", "0", head_stride=1).res5(torch.randn(2, c4, 7, 7)).shape == (2, c5, 7, 7)
 
 
+def test_the_config_names_exactly_the_backbones_the_model_splits():
+    from wsis.config import BACKBONES
+    from wsis.model.backbone import SPLITS
+
+    assert set(BACKBONES) == set(SPLITS) == set(CHANNELS)
+
+
 def test_an_unsupported_name_lists_the_supported_ones():
     with pytest.raises(ValueError, match="unsupported backbone 'vit_base'.*resnet18.*efficientnet_lite0"):
         config_lib.load(None, ["model.backbone.name=vit_base"])

@@ -11,7 +11,7 @@ from PIL import Image
 pytest.importorskip("pycocotools", reason="pycocotools is not installed")
 
 from conftest import needs_timm, tiny_config  # noqa: E402
-from wsis import evaluate  # noqa: E402
+from wsis import evaluate, evaluation  # noqa: E402
 from wsis.data import proposals  # noqa: E402
 from wsis.data.coco import COCODataset, voc_to_coco  # noqa: E402
 from wsis.data.formats import open_split  # noqa: E402
@@ -65,16 +65,16 @@ def test_the_same_images_score_the_same_through_both_formats(both_formats):
     voc = VOCDataset(both_formats, "val")
     coco = open_split(both_formats, str(both_formats / "annotations" / "val.json"))
     dets = _shifted_ground_truth(voc, np.random.default_rng(0))
-    a = evaluate.score(dets, voc, None, None)
-    b = evaluate.score({f"JPEGImages/{i}.jpg": d for i, d in dets.items()}, coco, None, None)
+    a = evaluation.score(dets, voc, None, None)
+    b = evaluation.score({f"JPEGImages/{i}.jpg": d for i, d in dets.items()}, coco, None, None)
     for k in ("mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "CorLoc", "num_images"):
         assert a[k] == pytest.approx(b[k]), k
     assert 0 < b["mAP@0.5"] < 100
     assert "coco" not in a and set(b["coco"]) == {"segm", "bbox"}
-    assert set(b["coco"]["segm"]) == set(evaluate.COCO_STATS)
+    assert set(b["coco"]["segm"]) == set(evaluation.COCO_STATS)
     perfect = {i: Detections(inst.boxes, inst.classes, torch.ones(len(inst.classes)), inst.masks)
                for i, inst in ((i, coco.instances(i)) for i in coco.image_ids)}  # fmt: skip
-    assert evaluate.score(perfect, coco, None, None)["coco"]["segm"]["AP"] == pytest.approx(100.0)
+    assert evaluation.score(perfect, coco, None, None)["coco"]["segm"]["AP"] == pytest.approx(100.0)
 
 
 def hand_made(tmp_path, content=None, images=("sub/a.jpg", "b.jpg")):
@@ -112,19 +112,19 @@ def test_ids_labels_crowd_and_results_in_the_original_ids(tmp_path):
     classes, boxes, ignore = data.objects("sub/a.jpg")
     assert classes.tolist() == [2, 1] and ignore.tolist() == [False, True]
     det = {"sub/a.jpg": Detections(inst.boxes, inst.classes, torch.tensor([0.9]), inst.masks)}
-    (entry,) = evaluate.to_coco(det, data)
+    (entry,) = evaluation.to_coco(det, data)
     assert entry["image_id"] == 100 and entry["category_id"] == 3
     results = tmp_path / "results.json"
     results.write_text(json.dumps([entry]))
-    back = evaluate.from_coco(results, data)
+    back = evaluation.from_coco(results, data)
     assert back["sub/a.jpg"].classes.tolist() == [2] and torch.equal(back["sub/a.jpg"].masks, inst.masks)
     assert len(back["b.jpg"].classes) == 0
-    m = evaluate.score(back, data, None, None)
+    m = evaluation.score(back, data, None, None)
     assert m["mAP@0.5"] == pytest.approx(100.0) and m["coco"]["segm"]["AP50"] == pytest.approx(100.0)
     entry["category_id"] = 5
     results.write_text(json.dumps([entry]))
     with pytest.raises(ValueError, match="category_id 5"):
-        evaluate.from_coco(results, data)
+        evaluation.from_coco(results, data)
 
 
 def test_proposals_are_cached_by_file_name_folders_included(tmp_path):
@@ -213,6 +213,6 @@ def test_exports_without_area_bbox_or_iscrowd_still_score(tmp_path):
     data = COCODataset(tmp_path, path)
     assert data.objects("sub/a.jpg")[1].tolist() == [[10, 10, 30, 30]]  # the polygon's box
     inst = data.instances("sub/a.jpg")
-    m = evaluate.score({"sub/a.jpg": Detections(inst.boxes, inst.classes, torch.tensor([0.9]), inst.masks)}, data,
+    m = evaluation.score({"sub/a.jpg": Detections(inst.boxes, inst.classes, torch.tensor([0.9]), inst.masks)}, data,
                        None, None)  # fmt: skip
     assert m["coco"]["segm"]["AP50"] == pytest.approx(100.0) and m["coco"]["bbox"]["AP50"] == pytest.approx(100.0)

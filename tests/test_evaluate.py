@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from conftest import hand_written_voc, needs_timm, tiny_config
-from wsis import evaluate, metrics, predict, train
+from wsis import evaluate, evaluation, predict, train
+from wsis.engine.checkpoint import load_model
+from wsis.evaluation import metrics
+from wsis.data.loader import InferenceDataset
 from wsis.inference import Predictor, paste_masks
 
 
@@ -176,8 +179,8 @@ def trained(tiny_root, tmp_path_factory):
 
 
 def test_one_view_ensemble_equals_plain_inference(trained, tiny_root):
-    model, cfg, _ = evaluate.load_model(trained / "checkpoints" / "last.pt", ["test.score_thresh=0.0"])
-    data, _ = evaluate._views_loader(cfg, tiny_root, "val", (112,), False)
+    model, cfg, _ = load_model(trained / "checkpoints" / "last.pt", ["test.score_thresh=0.0"])
+    data = InferenceDataset(tiny_root, "val", cfg.data, (112,), False)
     views = data[0]
     h, w = data.data.image_size(views[0].image_id)
     det = Predictor(model, cfg.test, cfg.model.xi, torch.device("cpu"))(views, (h, w))
@@ -212,7 +215,7 @@ def test_evaluate_cli_and_rescoring_its_predictions(trained, tiny_root, tmp_path
 
 def test_a_checkpoint_that_does_not_fit_says_what_differs(trained):
     with pytest.raises(ValueError, match="does not fit .*different shapes: .*img"):
-        evaluate.load_model(trained / "checkpoints" / "last.pt", ["model.img_dim=4"])
+        load_model(trained / "checkpoints" / "last.pt", ["model.img_dim=4"])
 
 
 def test_predict_writes_overlays_and_skips_unreadable_images(trained, tiny_root, tmp_path, capsys):
@@ -248,16 +251,25 @@ def test_evaluate_a_synthetic_run_without_data(trained, tiny_root, tmp_path, cap
     evaluate.main(["--checkpoint", str(ckpt), "--data", str(tiny_root), "--postprocess", "none", "--out", str(tmp_path / "b")])
     plain = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert "postprocessed" not in plain
-    assert {k: plain[k] for k in evaluate.MASK_METRICS} == {k: m[k] for k in evaluate.MASK_METRICS}
+    assert {k: plain[k] for k in evaluation.MASK_METRICS} == {k: m[k] for k in evaluation.MASK_METRICS}
     assert "(segments masks)" in capsys.readouterr().out
 
 
 def test_postprocessed_metrics_change_the_masks_only(trained, tiny_root):
-    model, cfg, _ = evaluate.load_model(trained / "checkpoints" / "last.pt")
-    m, dets, data = evaluate.evaluate_model(model, cfg, tiny_root, "val", None, torch.device("cpu"), "segments")
+    model, cfg, _ = load_model(trained / "checkpoints" / "last.pt")
+    m, dets, data = evaluation.evaluate_model(model, cfg, tiny_root, "val", None, torch.device("cpu"), "segments")
     p = m["postprocessed"]
-    assert set(p) == {"method", "per_class", *evaluate.MASK_METRICS}
-    again = evaluate.postprocessed_metrics(dets, data, "segments")
+    assert set(p) == {"method", "per_class", *evaluation.MASK_METRICS}
+    again = evaluation.postprocessed_metrics(dets, data, "segments")
     assert json.dumps(again) == json.dumps(p)  # per-class NaN where a class has no instance
     with pytest.raises(ValueError, match="--postprocess must be"):
-        evaluate.evaluate_model(model, cfg, tiny_root, "val", None, torch.device("cpu"), "crf")
+        evaluation.evaluate_model(model, cfg, tiny_root, "val", None, torch.device("cpu"), "crf")
+
+
+def test_load_model_honours_the_config_device(trained):
+    if torch.cuda.is_available():
+        pytest.skip("the machine has a GPU: device=cuda would load")
+    with pytest.raises(ValueError, match="device=cuda.*no CUDA device"):
+        load_model(trained / "checkpoints" / "last.pt", ["device=cuda"])
+    model, cfg, _ = load_model(trained / "checkpoints" / "last.pt", ["device=cpu"])
+    assert next(model.parameters()).device.type == "cpu"

@@ -3,6 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
+from wsis.config import DataConfig
 from wsis.data import proposals as P
 from wsis.data.loader import IMAGENET_MEAN, IMAGENET_STD, InferenceDataset, TrainDataset, collate, transform
 from wsis.data.synthetic import Settings, generate
@@ -33,14 +34,13 @@ def test_transform_scales_flips_and_normalises():
 
 
 def test_train_samples_are_deterministic_per_epoch(root):
-    data = TrainDataset(root, scales=(64, 96), seed=3)
-    a = [data[i] for i in range(len(data))]
-    b = [data[i] for i in range(len(data))]
+    data = TrainDataset(root, DataConfig(scales=(64, 96)), seed=3)
+    a = [data[0, i] for i in range(len(data))]
+    b = [data[0, i] for i in range(len(data))]
     assert all(torch.equal(x.image, y.image) and torch.equal(x.boxes, y.boxes) for x, y in zip(a, b))
     draws = set()
     for epoch in range(6):
-        data.set_epoch(epoch)
-        draws.add(tuple((min(s.image.shape[1:]), s.flipped) for s in (data[i] for i in range(len(data)))))
+        draws.add(tuple((min(s.image.shape[1:]), s.flipped) for s in (data[epoch, i] for i in range(len(data)))))
     assert len(draws) > 1  # epochs draw other scales and flips
     s = a[0]
     assert s.labels.shape == (6,) and s.labels.sum() >= 1 and s.boxes.shape[1] == 4
@@ -48,21 +48,23 @@ def test_train_samples_are_deterministic_per_epoch(root):
 
 
 def test_test_dataset_gives_every_scale_and_flip(root):
-    views = InferenceDataset(root, scales=(64, 80))[0]
+    views = InferenceDataset(root, "val", DataConfig(), scales=(64, 80), flip=True)[0]
     assert [(min(v.image.shape[1:]), v.flipped) for v in views] == [(64, False), (64, True), (80, False), (80, True)]
     plain, flipped = views[0], views[1]
     assert torch.equal(plain.image.flip(2), flipped.image)
 
 
 def test_collate_pads_and_builds_rois(root):
-    data = TrainDataset(root, scales=(64, 96))
-    batch = collate([data[0], data[1]])
+    data = TrainDataset(root, DataConfig(scales=(64, 96)), seed=0)
+    batch = collate([data[0, 0], data[0, 1]])
     assert batch.images.shape[0] == 2 and batch.labels.shape == (2, 6)
-    for i, (h, w) in enumerate(batch.sizes):
-        assert torch.equal(batch.images[i, :, :h, :w], batch.samples[i].image)
+    for i, s in enumerate(batch.samples):
+        h, w = s.image.shape[1:]
+        assert torch.equal(batch.images[i, :, :h, :w], s.image) and not batch.images[i, :, h:, w:].any()
     assert batch.rois[:, 0].unique().tolist() == [0.0, 1.0]
-    assert len(batch.rois) == len(data[0].boxes) + len(data[1].boxes)
-    loader = torch.utils.data.DataLoader(data, batch_size=2, collate_fn=collate, num_workers=2)
+    assert len(batch.rois) == len(data[0, 0].boxes) + len(data[0, 1].boxes)
+    keys = [[(0, 0), (0, 1)], [(0, 2), (0, 3)]]  # (epoch, index) batches, as IterationBatches gives them
+    loader = torch.utils.data.DataLoader(data, batch_sampler=keys, collate_fn=collate, num_workers=2)
     assert sum(len(b.samples) for b in loader) == 4
 
 
@@ -70,4 +72,4 @@ def test_missing_proposals_are_named(tmp_path):
     r = generate(tmp_path / "d", Settings(num_train=1, num_val=0, min_image=64, max_image=64, min_object=16,
                  max_object=32), progress=False)  # fmt: skip
     with pytest.raises(FileNotFoundError, match="syn_000000"):
-        TrainDataset(r)[0]
+        TrainDataset(r, DataConfig(), seed=0)[0, 0]

@@ -194,6 +194,7 @@ def test_box_offsets_round_trip():
 def test_every_loss_term_decreases_on_a_short_synthetic_run(tiny_root, seed, monkeypatch):
     """150 AdamW steps on two synthetic images (one fixed scale, no flip): the losses fall, whatever
     the initial weights."""
+    from wsis.config import DataConfig
     from wsis.data.loader import TrainDataset, collate
     from wsis.model import losses
 
@@ -210,8 +211,8 @@ def test_every_loss_term_decreases_on_a_short_synthetic_run(tiny_root, seed, mon
 
     monkeypatch.setattr(losses, "refine_loss", recording)
     model, _ = tiny("model.fc_std=0.01", classes=6, seed=seed)
-    data = TrainDataset(tiny_root, "train", scales=(112,), flip=False, max_boxes=40)
-    b = collate([data[0], data[1]])
+    data = TrainDataset(tiny_root, DataConfig(scales=(112,), flip=False, max_boxes=40), seed=0)
+    b = collate([data[0, 0], data[0, 1]])
     counts = [len(s.boxes) for s in b.samples]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     history = []

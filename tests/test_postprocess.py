@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy.io import savemat
 
-from wsis.postprocess import best_overlap, graph_segments, load_mcg, make_postprocess
+from wsis.evaluation.postprocess import best_overlap, graph_segments, load_mcg, make_postprocess
 
 
 def test_mcg_superpixels_and_labels_become_masks(tmp_path):

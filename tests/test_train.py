@@ -10,6 +10,8 @@ import torch.multiprocessing as mp
 from conftest import needs_timm, tiny_config
 from wsis import train
 from wsis.engine import checkpoint
+from wsis.engine.distributed import World
+from wsis.engine.run_folder import RunFolder
 from wsis.engine.trainer import StepSchedule, Trainer, TrainingDiverged
 from wsis.model import network
 
@@ -133,7 +135,7 @@ def _ddp_worker(rank, world, port, root, out, results):
 
     cfg = tiny_config(root, out, "evaluate=false", "solver.max_iter=3")
     w = distributed.init("cpu")
-    trainer = Trainer(cfg, out, root, w, torch.device("cpu"))
+    trainer = Trainer(cfg, RunFolder(out), root, w, torch.device("cpu"))
     (out).mkdir(parents=True, exist_ok=True)
     trainer.train(log=lambda *a: None)
     flat = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
@@ -194,3 +196,37 @@ def test_the_deterministic_switch_trains_and_changes_nothing_on_the_cpu(tiny_roo
     finally:
         torch.use_deterministic_algorithms(False)
     assert [{k: r[k] for k in LOSS_KEYS} for r in losses_of(plain)] == [{k: r[k] for k in LOSS_KEYS} for r in losses_of(strict)]
+
+
+def test_the_eval_hook_runs_at_its_period_and_the_final_evaluation_on_cfg_device(tiny_root, tmp_path, monkeypatch):
+    calls = []
+    real = train.evaluate_model
+
+    def recording(model, cfg, root, split, corloc_split, device, *args, **kwargs):
+        calls.append((kwargs.get("what", "final"), device))
+        return real(model, cfg, root, split, corloc_split, device, *args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate_model", recording)
+    train.run(tiny_config(tiny_root, tmp_path / "run", "solver.max_iter=5", "solver.eval_period=2", "device=cpu"))
+    assert calls == [("eval@2", torch.device("cpu")), ("eval@4", torch.device("cpu")), ("final", torch.device("cpu"))]
+
+
+def test_hooks_run_after_each_step_and_at_the_end(tiny_root, tmp_path):
+    from wsis.engine.hooks import Hook
+
+    seen = []
+
+    class Recorder(Hook):
+        def after_step(self, trainer, record):
+            seen.append((trainer.iteration, record["iteration"], set(LOSS_KEYS) <= set(record)))
+
+        def after_train(self, trainer):
+            seen.append("end")
+
+    cfg = tiny_config(tiny_root, tmp_path / "run", "evaluate=false", "solver.max_iter=3")
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(cfg, RunFolder(tmp_path / "run"), tiny_root, World(), torch.device("cpu"))
+    trainer.hooks.append(Recorder())
+    trainer.train(log=lambda *a: None)
+    assert seen == [(1, 1, True), (2, 2, True), (3, 3, True), "end"]
+    assert [r["iteration"] for r in losses_of(tmp_path / "run")] == [1, 2, 3]  # the default log hook ran before it

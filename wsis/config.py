@@ -11,7 +11,57 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from .data.synthetic import Settings as SyntheticSettings
+# What the model can build; `wsis.model.backbone` splits exactly these (a test holds the two together).
+BACKBONES = ("resnet18", "resnet50", "resnet101", "resnet50_gn", "efficientnet_lite0")
+FREEZE_LEVELS = ("0", "1", "2", "3", "4", "all")  # stages frozen: stem, res2, res3, res4 (the trunk), all (+head)
+
+
+
+def check_backbone_name(name: str) -> None:
+    if name not in BACKBONES:
+        raise ValueError(f"model.backbone.name: unsupported backbone {name!r}; supported: {', '.join(BACKBONES)}")
+
+
+def check_freeze_at(freeze_at: str) -> None:
+    if freeze_at not in FREEZE_LEVELS:
+        raise ValueError(f"model.backbone.freeze_at must be one of {', '.join(FREEZE_LEVELS)}, got {freeze_at!r}")
+
+
+@dataclass
+class SyntheticSettings:
+    """The synthetic generator's knobs (`wsis.data.synthetic`), as `data.synthetic.*` keys."""
+
+    num_train: int = 800  # 200 were memorised rather than learned (measured)
+    num_val: int = 150
+    seed: int = 0
+    min_image: int = 192  # image sides, pixels
+    max_image: int = 288
+    max_instances: int = 4
+    min_object: int = 40  # object extent, pixels
+    max_object: int = 110
+    touch_prob: float = 0.5  # chance an instance is a touching/overlapping same-class neighbour
+    clutter: int = 30  # clutter strokes in the background
+    void_width: int = 1  # VOC-style void band (255) along instance boundaries; 0 for none
+
+    def check(self) -> None:
+        if self.num_train < 0 or self.num_val < 0:
+            raise ValueError("num_train and num_val must be >= 0")
+        if not 32 <= self.min_image <= self.max_image:
+            raise ValueError(f"need 32 <= min_image <= max_image, got {self.min_image}, {self.max_image}")
+        if not 8 <= self.min_object <= self.max_object <= self.min_image:
+            raise ValueError(
+                f"need 8 <= min_object <= max_object <= min_image, got {self.min_object}, {self.max_object}, "
+                f"{self.min_image}"
+            )
+        if self.min_object <= 8 * self.void_width:
+            raise ValueError(f"min_object must exceed 8 x void_width (a ring's band survives its void band), "
+                             f"got {self.min_object} and {self.void_width}")
+        if self.max_instances < 1:
+            raise ValueError(f"max_instances must be >= 1, got {self.max_instances}")
+        if not 0 <= self.touch_prob <= 1:
+            raise ValueError(f"touch_prob must lie in [0, 1], got {self.touch_prob}")
+        if self.clutter < 0 or self.void_width < 0:
+            raise ValueError("clutter and void_width must be >= 0")
 
 
 @dataclass
@@ -119,14 +169,12 @@ class Config:
     evaluate: bool = True  # evaluate on data.val_split at the end of training
 
     def check(self) -> "Config":
-        from .model.backbone import check_freeze_at, check_name  # the model package imports this module
-
         m = self.model
         if m.seg and not m.img:
             raise ValueError("model.seg=true needs model.img=true: the segmentation head learns from the IMG masks")
         if m.regressor not in ("agnostic", "specific", "none"):
             raise ValueError(f"model.regressor must be agnostic, specific or none, got {m.regressor!r}")
-        check_name(m.backbone.name)
+        check_backbone_name(m.backbone.name)
         check_freeze_at(m.backbone.freeze_at)
         if m.res5_stride not in (1, 2):
             raise ValueError(f"model.res5_stride must be 1 or 2, got {m.res5_stride}")

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 
 from . import config as config_lib
 from . import train
+from .engine.run_folder import RunFolder
 
 # Table 3: the modules; Table 4: the IMG variants (on the full model); Table 6: the regressor.
 TABLES: Dict[str, Dict[str, List[str]]] = {
@@ -46,14 +47,14 @@ def _run_name(row: List[str]) -> str:
 
 
 def run_row(base: List[str], config: Optional[Path], row: List[str], seed: int, out: Path) -> Dict[str, float]:
-    metrics = out / "metrics.json"
-    if not metrics.is_file():
-        if (out / "checkpoints" / "last.pt").is_file():
-            train.run(config_lib.load(out / "config.yaml"), resume=out)
+    run = RunFolder(out)
+    if not run.metrics.is_file():
+        if run.last_checkpoint.is_file():
+            train.run(config_lib.load(run.config), resume=out)
         else:
             cfg = config_lib.load(config, [*base, *row, f"seed={seed}", f"output_dir={out}", "evaluate=true"])
             train.run(cfg)
-    return json.loads(metrics.read_text())
+    return json.loads(run.metrics.read_text())
 
 
 def summarise(results: Dict[str, Dict[str, List[Dict[str, float]]]]) -> str:

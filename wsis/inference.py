@@ -8,15 +8,20 @@ image resolution and thresholded at xi.
 """
 import math
 from dataclasses import dataclass
-from typing import List, Tuple
+from pathlib import Path
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from . import ops
-from .config import TestConfig
-from .data.loader import Sample, flip_boxes
+from .config import Config, TestConfig
+from .data.loader import InferenceDataset, Sample, flip_boxes
 from .model import CommunityNet
+from .progress import Progress
+
+# `--tta`: the paper's test-time ensemble, every scale of data.scales with the flip.
+TTA_OVERRIDES = ("test.scales=[]", "test.flip=true")
 
 
 @dataclass
@@ -71,7 +76,7 @@ class Predictor:
         for s in views:
             image = s.image[None].to(self.device)
             res3, res4 = self.model.features(image)
-            rois = torch.cat([s.boxes.new_zeros(len(s.boxes), 1), s.boxes], 1).to(self.device)
+            rois = ops.rois_from_boxes([s.boxes.to(self.device)])
             sc, bx = self.model.detect(res4, rois)
             width = image.shape[-1]
             feats.append((res3, res4, width))
@@ -102,10 +107,33 @@ class Predictor:
     def _masks(self, views, feats, boxes, classes, h, w) -> torch.Tensor:
         maps = []
         for s, (res3, res4, width) in zip(views, feats):
-            vb = to_view(boxes, s, width)
-            rois = torch.cat([vb.new_zeros(len(vb), 1), vb], 1).to(self.device)
+            rois = ops.rois_from_boxes([to_view(boxes, s, width).to(self.device)])
             m = self.model.mask_maps(res3, res4, rois, classes.to(self.device))
             if m is None:  # detector only: the box is the mask
                 return paste_masks(torch.ones(len(boxes), 1, 1), boxes, h, w, 0.5)
             maps.append((m.flip(-1) if s.flipped else m).float().cpu())
         return paste_masks(torch.stack(maps).mean(0), boxes, h, w, self.xi)
+
+
+def test_views(cfg: Config) -> Tuple[Tuple[int, ...], bool]:
+    """(scales, flip) of the test views: `test.scales` (empty: every scale of `data.scales`) and `test.flip`."""
+    return tuple(cfg.test.scales or cfg.data.scales), cfg.test.flip
+
+
+def _first(batch):
+    return batch[0]
+
+
+def predict_split(model: CommunityNet, cfg: Config, root: Path, split: str, device: torch.device,
+                  what: str = "inference") -> Dict[str, Detections]:  # fmt: skip
+    """{image_id: Detections} for every image of a split, with the test views of the config."""
+    data = InferenceDataset(root, split, cfg.data, *test_views(cfg))
+    loader = torch.utils.data.DataLoader(data, batch_size=1, collate_fn=_first, num_workers=cfg.data.workers)
+    predictor = Predictor(model, cfg.test, cfg.model.xi, device)
+    out = {}
+    bar = Progress(len(data), f"{what} {split}", "img")
+    for i, views in enumerate(loader):
+        image_id = views[0].image_id
+        out[image_id] = predictor(views, data.data.image_size(image_id))
+        bar.update(i + 1)
+    return out

@@ -17,8 +17,9 @@ from PIL import Image
 
 from .data import proposals as proposals_lib
 from .data.loader import views as image_views
-from .evaluate import load_model, test_views, to_coco
-from .inference import Predictor
+from .engine.checkpoint import load_model
+from .evaluation import to_coco
+from .inference import TTA_OVERRIDES, Predictor, test_views
 from .model.backbone import WeightsUnavailable
 from .visualize import overlay
 
@@ -52,7 +53,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     overrides = [str(p) for p in args.inputs if "=" in str(p) and not p.exists()]
     inputs = [p for p in args.inputs if str(p) not in overrides]
     if args.tta:
-        overrides += ["test.scales=[]", "test.flip=true"]
+        overrides += TTA_OVERRIDES
     try:
         model, cfg, classes = load_model(args.checkpoint, overrides)
         images = find_images(inputs)
@@ -79,8 +80,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             print(f"skipped {path}: no proposals", file=sys.stderr)
             failed += 1
             continue
-        flips = (False, True) if flip else (False,)
-        views = image_views(image, boxes, torch.zeros(len(classes)), path.stem, scales, cfg.data.max_size, flips)
+        views = image_views(image, boxes, torch.zeros(len(classes)), path.stem, scales, cfg.data.max_size, flip)
         det = predictor(views, (image.height, image.width))
         overlay(image, det, classes, args.min_score).save(args.out / f"{path.stem}.png")
         entries = to_coco({path.stem: det})

@@ -8,14 +8,18 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from . import config as config_lib
 from .data.prepare import prepare
 from .data.scan import scan
 from .engine import distributed, environment
-from .engine.trainer import Trainer, TrainingDiverged, record_eval
+from .engine.hooks import record_eval
+from .engine.run_folder import RunFolder
+from .engine.trainer import Trainer, TrainingDiverged
+from .evaluation import evaluate_model, table, write
 from .model.backbone import WeightsUnavailable, imagenet_state
+from .visualize import save_pictures
 
 
 def parse(argv: Optional[List[str]] = None):
@@ -38,34 +42,59 @@ def parse(argv: Optional[List[str]] = None):
     return cfg, args.resume
 
 
-def record_environment(run_dir: Path, cfg: config_lib.Config, device, resume: Optional[Path], say) -> None:
+def record_environment(run: RunFolder, cfg: config_lib.Config, device, resume: bool, say) -> None:
     """`env.json` of a new run; on resume the original is kept and each fact that changed is named."""
     env = environment.collect(cfg.seed, device)
     say(f"environment: {environment.short(env)}")
-    original = environment.read(run_dir / "env.json") if resume else None
+    original = environment.read(run.env) if resume else None
     if original is None:
-        environment.write(env, run_dir / "env.json")
+        environment.write(env, run.env)
         return
     for change in environment.differences(original, env):
         say(f"warning: resumed in another environment than the run began in: {change}")
+
+
+class RunEvaluation:
+    """The run's one evaluation path, on `cfg.device`, over data.val_split: called every
+    `solver.eval_period` iterations by the trainer's hook (mAP^r@0.5), and `final` once at the end
+    (every metric, CorLoc on test.corloc_split, test.postprocess beside the model's own masks;
+    metrics.json, predictions.json and pictures in the run folder)."""
+
+    def __init__(self, cfg: config_lib.Config, root: Path, run: RunFolder, device, classes: List[str]):
+        self.cfg, self.root, self.run, self.device, self.classes = cfg, root, run, device, classes
+
+    def __call__(self, model, iteration: int) -> float:
+        m, _, _ = evaluate_model(model, self.cfg, self.root, self.cfg.data.val_split, None, self.device,
+                                 what=f"eval@{iteration}")  # fmt: skip
+        return m["mAP@0.5"]
+
+    def final(self, model, iteration: int) -> Dict[str, object]:
+        cfg = self.cfg
+        m, dets, data = evaluate_model(model, cfg, self.root, cfg.data.val_split, cfg.test.corloc_split or None,
+                                       self.device, cfg.test.postprocess)  # fmt: skip
+        write(self.run.root, m, dets, data)
+        save_pictures(dets, data.image_path, self.classes, self.run.pictures)
+        print(table(m))
+        record_eval(self.run, iteration, m["mAP@0.5"])  # the last point of the curve
+        return m
 
 
 def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
     world = distributed.init(distributed.device_kind(cfg.device))
     device = distributed.pick_device(cfg.device, world)
     distributed.set_deterministic(cfg.deterministic)
-    run_dir = Path(cfg.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    run = RunFolder(cfg.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     say = print if world.main else (lambda *a, **k: None)
     try:
         if world.main:
             # Unreachable weights fail here, in seconds, before a run folder exists.
             imagenet_state(cfg.model.backbone.name, cfg.model.backbone.weights)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if not resume and (run_dir / "checkpoints" / "last.pt").is_file():
-                raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another output_dir")
-            (run_dir / "config.yaml").write_text(config_lib.to_yaml(cfg))
-            say(f"run folder: {run_dir.resolve()}  (device {device}, {world.size} process{'es' if world.size > 1 else ''})")
-            record_environment(run_dir, cfg, device, resume, say)
+            run.root.mkdir(parents=True, exist_ok=True)
+            if not resume and run.last_checkpoint.is_file():
+                raise FileExistsError(f"{run.root} already holds a run; continue it with --resume {run.root} or pick another output_dir")
+            run.config.write_text(config_lib.to_yaml(cfg))
+            say(f"run folder: {run.root.resolve()}  (device {device}, {world.size} process{'es' if world.size > 1 else ''})")
+            record_environment(run, cfg, device, resume is not None, say)
             root = prepare(cfg.data, [cfg.data.train_split] + ([cfg.data.val_split] if cfg.evaluate else []))
             train_data = scan(root, cfg.data.train_split, cfg.data.proposal_mode, cfg.data.min_box)  # bad files stop here
             if cfg.evaluate:  # and those that would stop the evaluation at the end
@@ -77,21 +106,19 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
         distributed.barrier(world)
         if not world.main:  # rank 0 made the data; the others only need its root
             root = prepare(cfg.data, [], progress=False)
-        trainer = Trainer(cfg, run_dir, root, world, device)
+        trainer = Trainer(cfg, run, root, world, device)
+        evaluation = RunEvaluation(cfg, root, run, device, trainer.classes) if cfg.evaluate else None
+        trainer.evaluate = evaluation
         if resume:
-            trainer.resume(run_dir / "checkpoints" / "last.pt")
+            trainer.resume()
             say(f"resumed at iteration {trainer.iteration}")
         last = trainer.train(log=say)
         say(f"checkpoint: {last.resolve()}")
-        if cfg.evaluate and world.main:
-            from .evaluate import evaluate_checkpoint
-
-            metrics = evaluate_checkpoint(last, root, cfg.data.val_split, run_dir, cfg)
-            record_eval(run_dir, cfg.solver.max_iter, metrics["mAP@0.5"])  # the last point of the curve
-            say(f"metrics: {(run_dir / 'metrics.json').resolve()}  mAP@0.5 {metrics['mAP@0.5']:.1f}  "
-                f"CorLoc {metrics['CorLoc']:.1f}")  # fmt: skip
-        say(f"done: everything is in {run_dir.resolve()}")
-        return run_dir
+        if evaluation is not None and world.main:
+            m = evaluation.final(trainer.model.eval(), trainer.iteration)
+            say(f"metrics: {run.metrics.resolve()}  mAP@0.5 {m['mAP@0.5']:.1f}  CorLoc {m['CorLoc']:.1f}")
+        say(f"done: everything is in {run.root.resolve()}")
+        return run.root
     finally:
         distributed.cleanup(world)
 

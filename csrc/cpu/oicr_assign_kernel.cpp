@@ -1,4 +1,4 @@
-// OICR refinement targets (DESIGN §2): one seed per positive class, then every proposal
+// OICR refinement targets (docs/DESIGN.md §2): one seed per positive class, then every proposal
 // takes the label and score of the seed it overlaps most.
 #include <ATen/ATen.h>
 #include <torch/library.h>

@@ -1,4 +1,4 @@
-"""Data sets in PASCAL VOC and COCO format (DESIGN §4, §6): the readers and the synthetic generator."""
+"""Data sets in PASCAL VOC and COCO format (docs/DESIGN.md §4, §6): the readers and the synthetic generator."""
 from .coco import COCODataset
 from .formats import open_split
 from .voc import VOC_CLASSES, Instances, VOCDataset

@@ -1,4 +1,4 @@
-"""Reader of a COCO-format split: an image folder and one annotation JSON (DESIGN §4).
+"""Reader of a COCO-format split: an image folder and one annotation JSON (docs/DESIGN.md §4).
 
 It answers what `VOCDataset` answers, so training, proposals, evaluation and prediction do not
 care which format a split is in. Our image ids are the images' `file_name`s (which may hold

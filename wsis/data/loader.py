@@ -1,9 +1,10 @@
-"""torch datasets and collate over a VOC-format tree with cached proposals (DESIGN §4).
+"""torch datasets and collate over a VOC-format tree with cached proposals (docs/DESIGN.md §4).
 
-Training: one random scale of {480, 576, 688, 864, 1000} for the shorter side (the longer side
-capped), a random horizontal flip (boxes flipped with it), ImageNet normalisation. The draw of
-sample `i` in epoch `e` comes from a generator seeded by (seed, e, i), so a resumed run sees the
-same data. Testing: every scale, each with and without the flip.
+Every number comes from the config's `data` section (`DataConfig`). Training: one random scale of
+`data.scales` for the shorter side (the longer side capped at `data.max_size`), a random
+horizontal flip (boxes flipped with it), ImageNet normalisation. The draw of sample `i` in epoch
+`e` comes from a generator seeded by (seed, e, i), so a resumed run sees the same data. Testing:
+the scales the test config names, each unflipped and, if asked, flipped.
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +14,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..config import DataConfig
 from . import proposals
 from .formats import open_split
 
-SCALES = (480, 576, 688, 864, 1000)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -61,10 +62,9 @@ def transform(image: Image.Image, boxes: np.ndarray, shorter: int, max_size: int
 
 
 class _ProposalImages(torch.utils.data.Dataset):
-    def __init__(self, root: Union[str, Path], split: str, proposal_mode: str, min_box: float, max_boxes: int,
-                 training: bool = False):  # fmt: skip
+    def __init__(self, root: Union[str, Path], split: str, cfg: DataConfig, training: bool = False):
         self.data = open_split(root, split, training)
-        self.root, self.mode, self.min_box, self.max_boxes = Path(root), proposal_mode, min_box, max_boxes
+        self.root, self.cfg = Path(root), cfg
 
     def __len__(self) -> int:
         return len(self.data)
@@ -72,60 +72,55 @@ class _ProposalImages(torch.utils.data.Dataset):
     def _load(self, index: int):
         image_id = self.data.image_ids[index]
         image = _read_rgb(self.data.image_path(image_id))
-        boxes = proposals.filter_boxes(
-            proposals.load(self.root, image_id, self.mode), image.height, image.width, self.min_box, self.max_boxes
-        )
+        boxes = proposals.filter_boxes(proposals.load(self.root, image_id, self.cfg.proposal_mode), image.height,
+                                       image.width, self.cfg.min_box, self.cfg.max_boxes)  # fmt: skip
         return image_id, image, boxes, self.data.labels(image_id)
 
 
 class TrainDataset(_ProposalImages):
-    def __init__(self, root, split="train", scales: Sequence[int] = SCALES, max_size: int = 2000, flip: bool = True,
-                 proposal_mode: str = "fast", min_box: float = 8, max_boxes: int = 2000, seed: int = 0):  # fmt: skip
-        super().__init__(root, split, proposal_mode, min_box, max_boxes, training=True)
-        self.scales, self.max_size, self.flip, self.seed, self.epoch = tuple(scales), max_size, flip, seed, 0
+    """`data.train_split` of `root` with the training draws of `seed`."""
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def __init__(self, root: Union[str, Path], cfg: DataConfig, seed: int):
+        super().__init__(root, cfg.train_split, cfg, training=True)
+        self.seed = seed
 
-    def __getitem__(self, key: Union[int, Tuple[int, int]]) -> Sample:
-        """Sample `index` with the draws of `set_epoch`'s epoch, or of `epoch` for a key `(epoch, index)`."""
-        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+    def __getitem__(self, key: Tuple[int, int]) -> Sample:
+        """Sample `index` of epoch `epoch`, for a key `(epoch, index)` (what `IterationBatches` yields)."""
+        epoch, index = key
         image_id, image, boxes, labels = self._load(index)
         rng = np.random.default_rng([self.seed, epoch, index])
-        shorter = int(self.scales[rng.integers(len(self.scales))])
-        flip = bool(self.flip and rng.random() < 0.5)
-        x, b, scale = transform(image, boxes, shorter, self.max_size, flip)
+        shorter = int(self.cfg.scales[rng.integers(len(self.cfg.scales))])
+        flip = bool(self.cfg.flip and rng.random() < 0.5)
+        x, b, scale = transform(image, boxes, shorter, self.cfg.max_size, flip)
         return Sample(x, b, labels, image_id, scale, flip)
 
 
 class InferenceDataset(_ProposalImages):
-    """Item i: the list of Samples of image i at every scale, unflipped then flipped."""
+    """Item i: the list of Samples of image i at every one of `scales`, unflipped then, with `flip`, flipped."""
 
-    def __init__(self, root, split="val", scales: Sequence[int] = SCALES, max_size: int = 2000, flip: bool = True,
-                 proposal_mode: str = "fast", min_box: float = 8, max_boxes: int = 2000):  # fmt: skip
-        super().__init__(root, split, proposal_mode, min_box, max_boxes)
-        self.scales, self.max_size, self.flips = tuple(scales), max_size, (False, True) if flip else (False,)
+    def __init__(self, root: Union[str, Path], split: str, cfg: DataConfig, scales: Sequence[int], flip: bool):
+        super().__init__(root, split, cfg)
+        self.scales, self.flip = tuple(scales), flip
 
     def __getitem__(self, index: int) -> List[Sample]:
         image_id, image, boxes, labels = self._load(index)
-        return views(image, boxes, labels, image_id, self.scales, self.max_size, self.flips)
+        return views(image, boxes, labels, image_id, self.scales, self.cfg.max_size, self.flip)
 
 
 def views(image: Image.Image, boxes: np.ndarray, labels: torch.Tensor, image_id: str, scales: Sequence[int],
-          max_size: int, flips: Sequence[bool]) -> List[Sample]:  # fmt: skip
-    """The test views of one image: every scale, each unflipped and/or flipped as `flips` says."""
+          max_size: int, flip: bool) -> List[Sample]:  # fmt: skip
+    """The test views of one image: every scale, unflipped and, with `flip`, flipped."""
     out = []
     for shorter in scales:
-        for flip in flips:
-            x, b, scale = transform(image, boxes, shorter, max_size, flip)
-            out.append(Sample(x, b, labels, image_id, scale, flip))
+        for flipped in (False, True) if flip else (False,):
+            x, b, scale = transform(image, boxes, shorter, max_size, flipped)
+            out.append(Sample(x, b, labels, image_id, scale, flipped))
     return out
 
 
 @dataclass
 class Batch:
     images: torch.Tensor  # float32 [B, 3, H, W], zero-padded at the bottom and right
-    sizes: List[tuple]  # (h, w) of each image before padding
     rois: torch.Tensor  # float32 [K, 5]: batch index, x1, y1, x2, y2
     labels: torch.Tensor  # float32 [B, C]
     samples: List[Sample]
@@ -141,7 +136,6 @@ def collate(samples: List[Sample]) -> Batch:
     rois = torch.cat([torch.cat([torch.full((len(s.boxes), 1), float(i)), s.boxes], 1) for i, s in enumerate(samples)])
     return Batch(
         images=images,
-        sizes=[tuple(s.image.shape[1:]) for s in samples],
         rois=rois,
         labels=torch.stack([s.labels for s in samples]),
         samples=list(samples),

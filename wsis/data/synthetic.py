@@ -1,4 +1,4 @@
-"""A synthetic data set in PASCAL VOC format, the package's embedded default (DESIGN §6).
+"""A synthetic data set in PASCAL VOC format, the package's embedded default (docs/DESIGN.md §6).
 
     python -m wsis.data.synthetic --out DIR [--num-train N --num-val M --seed S ...]
 
@@ -11,7 +11,7 @@ drawn from its own generator seeded by (seed, index): same settings, same bytes.
 import argparse
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import List, Optional
 
@@ -19,46 +19,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ..config import SyntheticSettings as Settings  # the generator's knobs live in the config
 from ..progress import Progress
 from .palette import write_indexed_png
 from .voc import VOID, masks_to_boxes
 
 CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
-
-
-@dataclass
-class Settings:
-    num_train: int = 800  # 200 were memorised rather than learned (measured)
-    num_val: int = 150
-    seed: int = 0
-    min_image: int = 192  # image sides, pixels
-    max_image: int = 288
-    max_instances: int = 4
-    min_object: int = 40  # object extent, pixels
-    max_object: int = 110
-    touch_prob: float = 0.5  # chance an instance is a touching/overlapping same-class neighbour
-    clutter: int = 30  # clutter strokes in the background
-    void_width: int = 1  # VOC-style void band (255) along instance boundaries; 0 for none
-
-    def check(self) -> None:
-        if self.num_train < 0 or self.num_val < 0:
-            raise ValueError("num_train and num_val must be >= 0")
-        if not 32 <= self.min_image <= self.max_image:
-            raise ValueError(f"need 32 <= min_image <= max_image, got {self.min_image}, {self.max_image}")
-        if not 8 <= self.min_object <= self.max_object <= self.min_image:
-            raise ValueError(
-                f"need 8 <= min_object <= max_object <= min_image, got {self.min_object}, {self.max_object}, "
-                f"{self.min_image}"
-            )
-        if self.min_object <= 8 * self.void_width:
-            raise ValueError(f"min_object must exceed 8 x void_width (a ring's band survives its void band), "
-                             f"got {self.min_object} and {self.void_width}")
-        if self.max_instances < 1:
-            raise ValueError(f"max_instances must be >= 1, got {self.max_instances}")
-        if not 0 <= self.touch_prob <= 1:
-            raise ValueError(f"touch_prob must lie in [0, 1], got {self.touch_prob}")
-        if self.clutter < 0 or self.void_width < 0:
-            raise ValueError("clutter and void_width must be >= 0")
 
 
 def _polygon(kind: str, s: int, angle: float):

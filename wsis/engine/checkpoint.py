@@ -6,10 +6,15 @@ import pickle
 import random
 import re
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
+
+from .. import config as config_lib
+from ..model import CommunityNet
+from ..model.state_dict import mismatch
+from .distributed import device_kind
 
 
 def save(state: Dict[str, Any], path: Path) -> None:
@@ -80,17 +85,22 @@ def _as_tuples(value: Any) -> Any:
 
 def check_fits(model: torch.nn.Module, state: Dict[str, torch.Tensor], where: str) -> None:
     """A clear error when a checkpoint's tensors do not match the model built from the config."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and state[k].shape != own[k].shape]  # fmt: skip
-    if missing or extra or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing from the checkpoint: {', '.join(missing[:6])}" + (" ..." if len(missing) > 6 else ""))
-        if extra:
-            parts.append(f"not in the model: {', '.join(extra[:6])}" + (" ..." if len(extra) > 6 else ""))
-        if shapes:
-            parts.append("different shapes: " + "; ".join(shapes[:6]))
-        raise ValueError(f"{where} does not fit the model of this config ({'; '.join(parts)})")
+    problem = mismatch(model.state_dict(), state)
+    if problem:
+        raise ValueError(f"{where} does not fit the model of this config ({problem})")
+
+
+def load_model(path: Path, overrides: List[str] = (), device: Optional[torch.device] = None):
+    """(model, config, classes) of a checkpoint; the config is the checkpoint's own plus `overrides`."""
+    state = load(path)
+    if "model" not in state or "config" not in state:
+        raise ValueError(f"{path} is not a wsis checkpoint (no 'model'/'config' entries)")
+    cfg = config_lib.apply_overrides(config_lib.merge(config_lib.Config(), state["config"]), overrides).check()
+    classes = list(state["classes"])
+    model = CommunityNet(cfg.model, len(classes))
+    check_fits(model, state["model"], f"checkpoint {path}")
+    model.load_state_dict(state["model"])
+    device = device or torch.device(device_kind(cfg.device))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{path}: its config says device={cfg.device}, but torch finds no CUDA device; add device=cpu")
+    return model.to(device).eval(), cfg, classes

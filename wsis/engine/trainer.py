@@ -1,23 +1,22 @@
-"""The training loop: SGD with a step schedule, atomic checkpoints, exact resume, logs, DDP."""
-import json
+"""The training loop as a step plus hooks (docs/DESIGN.md §3): the optimizer and its schedule, atomic
+checkpoints, exact resume, DDP; logging, progress, checkpoints and evaluation are hooks."""
 import math
 import signal
 import time
 from contextlib import nullcontext
-from pathlib import Path
-from typing import Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import config as config_lib
 from ..config import Config
-from ..data.loader import TrainDataset, collate
+from ..data.loader import Batch, TrainDataset, collate
 from ..model import CommunityNet
-from ..progress import Progress
 from . import checkpoint
-from ..visualize import save_curves
-from .distributed import World, barrier
+from .distributed import World
+from .hooks import Hook, default_hooks
+from .run_folder import RunFolder
 from .sampler import IterationBatches
 
 
@@ -59,28 +58,23 @@ def iteration_generator(seed: int, iteration: int, rank: int) -> torch.Generator
     return torch.Generator().manual_seed((seed * 1_000_003 + iteration) * 1_009 + rank)
 
 
-def draw_curves(run_dir: Path) -> None:
-    save_curves(run_dir / "log.jsonl", run_dir / "pictures" / "curves.png")
-
-
-def record_eval(run_dir: Path, iteration: int, map50: float) -> None:
-    """One point of the val curve: a line in the run's log.jsonl, and the curves redrawn."""
-    with (run_dir / "log.jsonl").open("a") as log:  # the training loop flushes its own lines as it writes them
-        log.write(json.dumps({"iteration": iteration, "val_mAP@0.5": map50}) + "\n")
-    draw_curves(run_dir)
-
-
 class Trainer:
-    def __init__(self, cfg: Config, run_dir: Path, root: Path, world: World, device: torch.device):
-        self.cfg, self.run_dir, self.root, self.world, self.device = cfg, Path(run_dir), Path(root), world, device
-        self.data = TrainDataset(root, cfg.data.train_split, cfg.data.scales, cfg.data.max_size, cfg.data.flip,
-                                 cfg.data.proposal_mode, cfg.data.min_box, cfg.data.max_boxes, cfg.seed)  # fmt: skip
+    """`train` runs `run_step` on each batch, then every hook's `after_step`: the default hooks (log,
+    progress, checkpoints, and the periodic evaluation `evaluate(model, iteration) -> mAP^r@0.5` if
+    given), then those added to `hooks`."""
+
+    def __init__(self, cfg: Config, run: RunFolder, root, world: World, device: torch.device,
+                 evaluate: Optional[Callable[..., float]] = None):  # fmt: skip
+        self.cfg, self.run, self.world, self.device = cfg, run, world, device
+        self.data = TrainDataset(root, cfg.data, cfg.seed)
         self.classes = self.data.data.classes
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.model = CommunityNet(cfg.model, len(self.classes)).to(device)
         self.optimizer, self.scheduler = build_optimizer(cfg, self.model)
         self.iteration = 0
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.loss_names: List[str] = []
+        self.evaluate = evaluate
+        self.hooks: List[Hook] = []
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def state(self) -> Dict:
@@ -94,16 +88,17 @@ class Trainer:
             "classes": list(self.classes),
         }
 
-    def save(self) -> Optional[Path]:
+    def save(self):
         if not self.world.main:
             return None
         state = self.state()
-        path = self.ckpt_dir / f"model_{self.iteration:07d}.pt"
+        path = self.run.checkpoint(self.iteration)
         checkpoint.save(state, path)
-        checkpoint.save(state, self.ckpt_dir / "last.pt")
+        checkpoint.save(state, self.run.last_checkpoint)
         return path
 
-    def resume(self, path: Path) -> None:
+    def resume(self) -> None:
+        path = self.run.last_checkpoint
         state = checkpoint.load(path)
         checkpoint.check_fits(self.model, state["model"], f"checkpoint {path}")
         if list(state.get("classes", self.classes)) != list(self.classes):
@@ -123,33 +118,48 @@ class Trainer:
         return torch.utils.data.DataLoader(self.data, batch_sampler=batches, collate_fn=collate, num_workers=workers,
                                            persistent_workers=False, prefetch_factor=2 if workers else None)  # fmt: skip
 
-    def evaluate(self) -> None:
-        """mAP^r@0.5 on the val split into the log and the curves (the main process; the others wait)."""
-        if self.world.main:
-            from ..evaluate import evaluate_model
-
-            self.model.eval()
-            m, _, _ = evaluate_model(self.model, self.cfg, self.root, self.cfg.data.val_split, None, self.device,
-                                  what=f"eval@{self.iteration}")  # fmt: skip
-            self.model.train()
-            record_eval(self.run_dir, self.iteration, m["mAP@0.5"])
-        barrier(self.world)
-
     def _autocast(self):
         if self.device.type == "cuda" and self.cfg.solver.amp:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
 
-    def train(self, log=print) -> Path:
-        cfg, s = self.cfg, self.cfg.solver
+    def run_step(self, model: torch.nn.Module, batch: Batch) -> Dict[str, float]:
+        """One iteration: forward, the NaN check, backward, the optimizer and schedule; its log record."""
+        t_step = time.perf_counter()
+        images = batch.images.to(self.device, non_blocking=True)
+        rois = batch.rois.to(self.device, non_blocking=True)
+        labels = batch.labels.to(self.device, non_blocking=True)
+        counts = [len(x.boxes) for x in batch.samples]
+        gen = iteration_generator(self.cfg.seed, self.iteration, self.world.rank)
+        with self._autocast():
+            losses, _ = model(images, rois, counts, labels, gen)
+        total = sum(losses.values())
+        if not math.isfinite(total.item()):
+            parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+            last = self.run.last_checkpoint
+            where = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+            raise TrainingDiverged(f"loss is {total.item()} at iteration {self.iteration} ({parts}); "
+                                   f"stopped without saving; {where}. Try a lower solver.lr.")  # fmt: skip
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.cfg.solver.clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.solver.clip_grad_norm)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.iteration += 1
+        self.loss_names = list(losses)
+        return {"iteration": self.iteration, "lr": lr, "loss": total.item(), **{k: v.item() for k, v in losses.items()},
+                "time": time.perf_counter() - t_step}  # fmt: skip
+
+    def train(self, log=print):
+        """Train to `solver.max_iter`; returns the last checkpoint. Ctrl-C and SIGTERM save one first."""
         model = self.model
         if self.world.size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = DistributedDataParallel(self.model, device_ids=ids)
         model.train()
-        log_file = (self.run_dir / "log.jsonl").open("a") if self.world.main else None
-        bar = Progress(s.max_iter, "train", start=self.iteration, enabled=self.world.main)
-        last_good = self.ckpt_dir / "last.pt"
+        hooks = default_hooks(self, self.evaluate) + self.hooks
         interrupted = []
         previous = signal.signal(signal.SIGTERM, lambda *_: interrupted.append("SIGTERM"))
         try:
@@ -157,49 +167,19 @@ class Trainer:
             for batch in self._loader():
                 if interrupted:
                     raise KeyboardInterrupt
-                images = batch.images.to(self.device, non_blocking=True)
-                rois = batch.rois.to(self.device, non_blocking=True)
-                labels = batch.labels.to(self.device, non_blocking=True)
-                counts = [len(x.boxes) for x in batch.samples]
-                t_step = time.perf_counter()
-                gen = iteration_generator(cfg.seed, self.iteration, self.world.rank)
-                with self._autocast():
-                    losses, _ = model(images, rois, counts, labels, gen)
-                total = sum(losses.values())
-                if not math.isfinite(total.item()):
-                    parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
-                    where = f"the last good checkpoint is {last_good}" if last_good.is_file() else "no checkpoint was written yet"
-                    raise TrainingDiverged(f"loss is {total.item()} at iteration {self.iteration} ({parts}); "
-                                           f"stopped without saving; {where}. Try a lower solver.lr.")  # fmt: skip
-                self.optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                if s.clip_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip_grad_norm)
-                lr = self.optimizer.param_groups[0]["lr"]
-                self.optimizer.step()
-                self.scheduler.step()
-                self.iteration += 1
-                now = time.perf_counter()
-                record = {"iteration": self.iteration, "lr": lr, "loss": total.item(),
-                          **{k: v.item() for k, v in losses.items()},
-                          "time": now - t_step, "data_time": t_step - t_data}  # fmt: skip
-                if log_file and (self.iteration % s.log_period == 0 or self.iteration == s.max_iter):
-                    log_file.write(json.dumps(record) + "\n")
-                    log_file.flush()
-                bar.update(self.iteration, " ".join(f"{k} {v.item():.3f}" for k, v in losses.items()) + f" lr {lr:.2g}")
-                if self.iteration % s.checkpoint_period == 0 or self.iteration == s.max_iter:
-                    self.save()
-                if s.eval_period and self.iteration % s.eval_period == 0 and self.iteration < s.max_iter:
-                    self.evaluate()
+                data_time = time.perf_counter() - t_data
+                record = self.run_step(model, batch)
+                record["data_time"] = data_time
+                for hook in hooks:
+                    hook.after_step(self, record)
                 t_data = time.perf_counter()
         except KeyboardInterrupt:
             path = self.save()
             if path:
-                log(f"\ninterrupted at iteration {self.iteration}: saved {path}; continue with --resume {self.run_dir}")
+                log(f"\ninterrupted at iteration {self.iteration}: saved {path}; continue with --resume {self.run.root}")
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
-            if log_file:
-                log_file.close()
-                draw_curves(self.run_dir)
-        return self.ckpt_dir / "last.pt"
+            for hook in hooks:
+                hook.after_train(self)
+        return self.run.last_checkpoint

@@ -1,4 +1,4 @@
-"""Backbones from timm, split as the C4 detectors split a ResNet (DESIGN §1).
+"""Backbones from timm, split as the C4 detectors split a ResNet (docs/DESIGN.md §1).
 
 The **trunk** (stem to the stride-16 stage) runs on the image and gives the stride-8 (`res3`) and
 stride-16 (`res4`) maps; the **head** (the last stage, `res5`) runs per proposal on the 7x7
@@ -13,29 +13,21 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from ..config import BACKBONES, check_backbone_name, check_freeze_at
+from .state_dict import mismatch
+
 # name -> (stem modules, res2, res3, res4, head), each a list of the timm model's attribute paths.
 _RESNET = (["conv1", "bn1", "act1", "maxpool"], ["layer1"], ["layer2"], ["layer3"], ["layer4"])
 _EFFICIENTNET = (["conv_stem", "bn1"], ["blocks.0", "blocks.1"], ["blocks.2"], ["blocks.3", "blocks.4"],
                  ["blocks.5", "blocks.6"])  # fmt: skip
 SPLITS = {"resnet18": _RESNET, "resnet50": _RESNET, "resnet101": _RESNET, "resnet50_gn": _RESNET,
           "efficientnet_lite0": _EFFICIENTNET}  # fmt: skip
-SUPPORTED = tuple(SPLITS)
-FREEZE_LEVELS = ("0", "1", "2", "3", "4", "all")  # stages frozen: stem, res2, res3, res4 (the trunk), all (+head)
+SUPPORTED = BACKBONES  # the config's table; a test checks that SPLITS splits each of them
 _CLASSIFIER_PREFIXES = ("fc.", "classifier.", "head.fc.")
 
 
 class WeightsUnavailable(RuntimeError):
     """ImageNet weights that cannot be had here (no package, no network)."""
-
-
-def check_name(name: str) -> None:
-    if name not in SPLITS:
-        raise ValueError(f"model.backbone.name: unsupported backbone {name!r}; supported: {', '.join(SUPPORTED)}")
-
-
-def check_freeze_at(freeze_at: str) -> None:
-    if freeze_at not in FREEZE_LEVELS:
-        raise ValueError(f"model.backbone.freeze_at must be one of {', '.join(FREEZE_LEVELS)}, got {freeze_at!r}")
 
 
 def _module(model: nn.Module, path: str) -> nn.Module:
@@ -88,7 +80,7 @@ class Backbone(nn.Module):
         super().__init__()
         import timm  # a heavy import; only where a model is built
 
-        check_name(name)
+        check_backbone_name(name)
         model = timm.create_model(name, pretrained=False)
         state = imagenet_state(name, weights)
         if state is not None:
@@ -158,13 +150,9 @@ def _load(model: nn.Module, state: Dict[str, torch.Tensor], source: str) -> None
     """Strictly, except the ImageNet classifier, which the backbone does not use."""
     state = {k: v for k, v in state.items() if not k.startswith(_CLASSIFIER_PREFIXES)}
     own = {k: v for k, v in model.state_dict().items() if not k.startswith(_CLASSIFIER_PREFIXES)}
-    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-              if k in state and state[k].shape != own[k].shape]  # fmt: skip
-    if missing or extra or shapes:
-        parts = [f"{what}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
-                 for what, keys in (("missing", missing), ("unexpected", extra), ("other shapes", shapes)) if keys]  # fmt: skip
-        raise ValueError(f"model.backbone.weights: {source} does not fit this backbone ({'; '.join(parts)})")
+    problem = mismatch(own, state)
+    if problem:
+        raise ValueError(f"model.backbone.weights: {source} does not fit this backbone ({problem})")
     model.load_state_dict(state, strict=False)
 
 

@@ -46,6 +46,12 @@ def midn_scores(cls_logits: torch.Tensor, det_logits: torch.Tensor) -> torch.Ten
     return F.softmax(cls_logits.float(), dim=1) * F.softmax(det_logits.float(), dim=0)
 
 
+def mean_refinement_scores(refine_logits: List[torch.Tensor]) -> torch.Tensor:
+    """The mean over the K refinement branches of their softmax scores, [R, C+1]: the pseudo-labels
+    of IMG and the regressor in training (Sec. 3.3.2) and the detection scores at test time (Sec. 3.4)."""
+    return torch.stack([F.softmax(x.float(), 1) for x in refine_logits]).mean(0)
+
+
 class MaskGenerator(nn.Module):
     """IMG: per feature level a 3x3 conv, optional log(1+f) smoothing, and a 1x1 CAM classifier.
 

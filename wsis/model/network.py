@@ -1,4 +1,4 @@
-"""The community network (Sec. 3, DESIGN §1): backbone, detector, IMG and segmentation, and Eq.2."""
+"""The community network (Sec. 3, docs/DESIGN.md §1): backbone, detector, IMG and segmentation, and Eq.2."""
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -10,7 +10,7 @@ from .. import ops
 from ..config import ModelConfig
 from . import losses
 from .backbone import Backbone
-from .heads import DetectionHead, MaskGenerator, SegmentationHead, midn_scores
+from .heads import DetectionHead, MaskGenerator, SegmentationHead, mean_refinement_scores, midn_scores
 
 
 @dataclass
@@ -84,15 +84,13 @@ class CommunityNet(nn.Module):
             boxes, y = rois[rows, 1:], labels[b]
             z = midn_scores(cls_logits[rows], det_logits[rows])
             loss["cls"] = loss["cls"] + losses.midn_loss(z.sum(0), y)
-            prev = z.detach()
-            probs = []
+            prev = z.detach()  # each branch learns from the one before it (Eq.4), the first from MIDN
             for logits in refine_logits:
                 lab, w, _, _ = ops.oicr_assign(boxes, prev, y, cfg.fg_thresh, cfg.bg_thresh)
                 loss["refine"] = loss["refine"] + losses.refine_loss(logits[rows], lab, w)
-                prev = F.softmax(logits[rows].detach().float(), 1)
-                probs.append(prev)
-                prev = prev[:, 1:]
-            mean = torch.stack(probs).mean(0)  # the pseudo-labels of IMG and the regressor (Sec. 3.3.2)
+                prev = F.softmax(logits[rows].detach().float(), 1)[:, 1:]
+            # the pseudo-labels of IMG and the regressor (Sec. 3.3.2)
+            mean = mean_refinement_scores([logits[rows].detach() for logits in refine_logits])
             lab, _, seed, max_iou = ops.oicr_assign(boxes, mean[:, 1:].contiguous(), y, cfg.fg_thresh, cfg.bg_thresh)
             if offsets is not None:
                 paired = max_iou > cfg.reg_iou
@@ -156,7 +154,7 @@ class CommunityNet(nn.Module):
     def detect(self, res4: torch.Tensor, rois: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(mean refinement scores [K, C] without background, regressed boxes [K, 4] or [K, C, 4])."""
         _, _, refine_logits, offsets = self.detector(self._res5(res4, rois).mean((2, 3)))
-        scores = torch.stack([F.softmax(x.float(), 1) for x in refine_logits]).mean(0)[:, 1:]
+        scores = mean_refinement_scores(refine_logits)[:, 1:]
         boxes = rois[:, 1:]
         if offsets is None:
             return scores, boxes

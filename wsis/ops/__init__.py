@@ -1,4 +1,4 @@
-"""The kernels of wsis (DESIGN §2): compiled C++/CUDA ops with autograd and fake kernels."""
+"""The kernels of wsis (docs/DESIGN.md §2): compiled C++/CUDA ops with autograd and fake kernels."""
 from ._backend import backend, get_backend, set_backend
 from .boxes import batched_nms, box_iou, multiclass_nms, nms
 from .cam import cam_pseudo_masks, weighted_gap

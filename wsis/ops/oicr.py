@@ -1,4 +1,4 @@
-"""oicr_assign: the targets of an OICR refinement branch (paper A.2.3, DESIGN §2)."""
+"""oicr_assign: the targets of an OICR refinement branch (paper A.2.3, docs/DESIGN.md §2)."""
 from typing import Tuple
 
 import torch

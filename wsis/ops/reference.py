@@ -1,6 +1,6 @@
 """Pure-PyTorch references of every op: the oracle of the tests and the baseline of the benchmarks.
 
-Written for clarity, not speed; each follows DESIGN §2 and, where torchvision has the op,
+Written for clarity, not speed; each follows docs/DESIGN.md §2 and, where torchvision has the op,
 torchvision's exact arithmetic.
 """
 import math

@@ -1,4 +1,4 @@
-"""The paper's metrics (DESIGN §5): mAP^r at mask IoU thresholds, ABO, detection mAP and CorLoc.
+"""The paper's metrics (docs/DESIGN.md §5): mAP^r at mask IoU thresholds, ABO, detection mAP and CorLoc.
 
 Matching follows the VOC devkit: per class, predictions in decreasing score each go to the
 ground-truth instance of highest IoU in their image; a true positive if that IoU reaches the

@@ -1,0 +1,102 @@
+"""A split scored (docs/DESIGN.md §5): the model's detections against the ground truth, the metrics file,
+the printed table; the post-processed masks scored beside the model's own."""
+import dataclasses
+import json
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+from ..config import Config
+from ..data.formats import is_coco, open_split
+from ..inference import Detections, predict_split
+from ..progress import Progress
+from . import metrics as M
+from .coco import coco_metrics, to_coco
+from .postprocess import make_postprocess
+
+
+def _result(image_id, det: Detections, data, with_masks: bool) -> M.ImageResult:
+    classes, boxes, difficult = data.objects(image_id)
+    res = M.ImageResult(image_id, det.classes.numpy(), det.scores.numpy().astype(np.float64), det.boxes.numpy(),
+                        classes.numpy(), boxes.numpy(), difficult.numpy())  # fmt: skip
+    if with_masks:
+        inst = data.instances(image_id)
+        res.pred_masks, res.gt_masks, res.void = det.masks.numpy(), inst.masks.numpy(), inst.void.numpy()
+        res.gt_mask_classes = inst.classes.numpy()
+    return res
+
+
+def score(dets: Dict[str, Detections], data, corloc_dets: Optional[Dict[str, Detections]],
+          corloc_data) -> Dict[str, object]:  # fmt: skip
+    """The metrics file's content (docs/DESIGN.md §5) from detections of the evaluation (and CorLoc) split;
+    on a COCO-format split, COCO's own AP too (`coco`)."""
+    results = [_result(i, dets[i], data, True) for i in data.image_ids if i in dets]
+    missing = [i for i in data.image_ids if i not in dets]
+    num_classes = len(data.classes)
+    m = M.instance_metrics(results, num_classes)
+    located = results  # CorLoc on the scored split needs no second pass over its annotations
+    if corloc_dets is not None:
+        located = [_result(i, corloc_dets[i], corloc_data, False) for i in corloc_data.image_ids if i in corloc_dets]
+    cl = M.corloc(located, num_classes)
+    m["CorLoc"] = cl["CorLoc"]
+    m["per_class"]["CorLoc"] = cl["per_class"]
+    m["per_class"] = {k: dict(zip(data.classes, v)) for k, v in m["per_class"].items()}
+    m["num_images"] = len(results)
+    if missing:
+        m["images_without_predictions"] = len(missing)
+    if is_coco(data.split):
+        m["coco"] = coco_metrics(dets, data)
+    order = ["mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "CorLoc", "num_images"]
+    return {k: m[k] for k in order} | {k: v for k, v in m.items() if k not in order}
+
+
+def table(m: Dict[str, object]) -> str:
+    keys = ["mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "CorLoc"]
+    lines = [" | ".join(f"{k:>11}" for k in keys), " | ".join(f"{m[k]:>11.1f}" for k in keys)]
+    if "postprocessed" in m:
+        p = m["postprocessed"]
+        lines.append(" | ".join(f"{p[k]:>11.1f}" if k in p else f"{'':>11}" for k in keys) + f"   ({p['method']} masks)")
+    for kind, stats in m.get("coco", {}).items():
+        lines.append(f"COCO {kind:<4} " + "  ".join(f"{k} {v:.1f}" for k, v in stats.items()))
+    return "\n".join(lines) + f"\n({m['num_images']} images)"
+
+
+def write(out: Path, m: Dict[str, object], dets: Optional[Dict[str, Detections]] = None, data=None) -> None:
+    """metrics.json, and predictions.json in the ids of `data`'s split."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(m, indent=1) + "\n")
+    if dets is not None:
+        (out / "predictions.json").write_text(json.dumps(to_coco(dets, data)) + "\n")
+
+
+def evaluate_model(model, cfg: Config, root: Path, split: str, corloc_split: Optional[str], device,
+                   postprocess: str = "none", what: str = "inference"):  # fmt: skip
+    """(metrics, detections, data) of a split. The metrics are those of the model's own masks; with a
+    `postprocess` (README: Evaluate) those of the post-processed masks sit beside them under `postprocessed`."""
+    data = open_split(root, split)
+    dets = predict_split(model, cfg, root, split, device, what)
+    corloc_dets = corloc_data = None
+    if corloc_split and corloc_split != split:
+        corloc_data = open_split(root, corloc_split)
+        corloc_dets = predict_split(model, cfg, root, corloc_split, device, what="CorLoc")
+    m = score(dets, data, corloc_dets, corloc_data)
+    m["split"], m["corloc_split"] = split, corloc_split or split
+    if postprocess != "none":
+        m["postprocessed"] = postprocessed_metrics(dets, data, postprocess)
+    return m, dets, data
+
+
+# What post-processing changes: the masks, so the mask metrics (boxes, scores and CorLoc stay).
+MASK_METRICS = ("mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO")
+
+
+def postprocessed_metrics(dets: Dict[str, Detections], data, method: str) -> Dict[str, object]:
+    post = make_postprocess(method, data.image_path)
+    bar = Progress(len(dets), f"postprocess ({method})", "img")
+    snapped = {}
+    for n, (image_id, d) in enumerate(dets.items(), 1):
+        snapped[image_id] = dataclasses.replace(d, masks=post(image_id, d.masks))
+        bar.update(n)
+    m = score(snapped, data, None, None)
+    per_class = {k: v for k, v in m["per_class"].items() if k in MASK_METRICS}
+    return {"method": method, **{k: m[k] for k in MASK_METRICS}, "per_class": per_class}
