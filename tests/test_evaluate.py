@@ -273,3 +273,29 @@ def test_load_model_honours_the_config_device(trained):
         load_model(trained / "checkpoints" / "last.pt", ["device=cuda"])
     model, cfg, _ = load_model(trained / "checkpoints" / "last.pt", ["device=cpu"])
     assert next(model.parameters()).device.type == "cpu"
+
+
+def test_oracle_boxes_score_the_mask_path_beside_filled_boxes(trained, tiny_root, tmp_path, capsys):
+    evaluate.main(["--checkpoint", str(trained / "checkpoints" / "last.pt"), "--data", str(tiny_root), "--oracle-boxes",
+                   "--out", str(tmp_path / "o")])  # fmt: skip
+    m = json.loads((tmp_path / "o" / "oracle_boxes.json").read_text())
+    assert set(m) == {"masks", "filled_boxes", "split", "num_images"} and m["num_images"] == 3
+    for name in ("masks", "filled_boxes"):
+        assert set(evaluation.MASK_METRICS) <= set(m[name]) and 0 <= m[name]["ABO"] <= 100
+    # filled ground-truth boxes find every instance at IoU 0.25 on shapes that fill a fair part of their box
+    assert m["filled_boxes"]["mAP@0.25"] == pytest.approx(100.0)
+    assert "the boxes filled in" in capsys.readouterr().out
+
+
+def test_oracle_box_masks_equal_the_predictors_masks_on_those_boxes(trained, tiny_root):
+    model, cfg, _ = load_model(trained / "checkpoints" / "last.pt")
+    data = InferenceDataset(tiny_root, "val", cfg.data, (112,), False)
+    views = data[0]
+    inst = data.data.instances(views[0].image_id)
+    predictor = Predictor(model, cfg.test, cfg.model.xi, torch.device("cpu"))
+    masks = predictor.masks_of(views, inst.boxes, inst.classes, tuple(inst.void.shape))
+    s = views[0]
+    res3, res4 = model.features(s.image[None])
+    vb = inst.boxes * s.scale
+    maps = model.mask_maps(res3, res4, torch.cat([torch.zeros(len(vb), 1), vb], 1), inst.classes)
+    assert torch.equal(masks, paste_masks(maps, inst.boxes, *inst.void.shape, cfg.model.xi))

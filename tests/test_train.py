@@ -230,3 +230,22 @@ def test_hooks_run_after_each_step_and_at_the_end(tiny_root, tmp_path):
     trainer.train(log=lambda *a: None)
     assert seen == [(1, 1, True), (2, 2, True), (3, 3, True), "end"]
     assert [r["iteration"] for r in losses_of(tmp_path / "run")] == [1, 2, 3]  # the default log hook ran before it
+
+
+def test_one_step_of_the_papers_voc_config_on_random_weights(tiny_root, tmp_path):
+    """The same network at the paper's settings (ResNet50-GN, res3-res5 trained, IMG 512 / seg 256
+    wide, Eq.2's unit weights), one step on the tiny set: every term is finite and a checkpoint is written."""
+    from pathlib import Path
+
+    from wsis import config as config_lib
+
+    paper = Path(__file__).resolve().parent.parent / "configs" / "voc2012_r50.yaml"
+    cfg = config_lib.load(paper, [f"data.root={tiny_root}", f"output_dir={tmp_path / 'run'}", "data.train_split=train",
+                                  "model.backbone.weights=none", "data.scales=[96]", "data.max_size=128",
+                                  "data.max_boxes=20", "data.workers=0", "solver.max_iter=1", "solver.log_period=1",
+                                  "evaluate=false"])  # fmt: skip
+    assert cfg.model.img_loss_weight == cfg.model.seg_loss_weight == 1.0 and cfg.model.backbone.freeze_at == "2"
+    run_dir = train.run(cfg)
+    (record,) = losses_of(run_dir)
+    assert all(torch.isfinite(torch.tensor(record[k])) for k in LOSS_KEYS)
+    assert checkpoint.load(run_dir / "checkpoints" / "last.pt")["config"]["model"]["backbone"]["name"] == "resnet50_gn"

@@ -1,12 +1,14 @@
 """python -m wsis.evaluate --checkpoint CKPT [--data ROOT] [--split val] [--tta] [--postprocess ...] [key=value ...]
 python -m wsis.evaluate --predictions FILE.json --data ROOT [--split val]
+python -m wsis.evaluate --checkpoint CKPT --oracle-boxes [--split val]
 
 Scores a checkpoint (mAP^r at 0.25/0.5/0.75, ABO and detection mAP@0.5 on `--split`, CorLoc on
 `--corloc-split`, by default the config's `test.corloc_split`) or a COCO-format predictions file made by
 any tool. Prints a table and writes `metrics.json` and `predictions.json` (COCO results format
-with RLE masks) into `--out`. The work is `wsis.evaluation`'s; this is its command line.
+with RLE masks) into `--out`. `--oracle-boxes` scores the mask path alone, on the ground-truth boxes. The work is `wsis.evaluation`'s; this is its command line.
 """
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -15,7 +17,8 @@ from .data import proposals
 from .data.formats import open_split
 from .data.prepare import synthetic_root
 from .engine.checkpoint import load_model
-from .evaluation import check_postprocess, evaluate_model, from_coco, score, table, write
+from .evaluation import (check_postprocess, evaluate_model, from_coco, oracle_box_metrics, oracle_table, score, table,
+                         write)
 from .inference import TTA_OVERRIDES
 from .model.backbone import WeightsUnavailable
 
@@ -32,9 +35,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--tta", action="store_true", help="ensemble over every scale of data.scales and the flip")
     parser.add_argument("--postprocess", help="none | segments (OpenCV graph segments) | mcg:DIR; scored beside the "
                                               "model's own masks (default: the config's test.postprocess)")
+    parser.add_argument("--oracle-boxes", action="store_true",
+                        help="score the mask path alone: the model's masks on the ground-truth boxes and classes, "
+                             "beside the same boxes filled in (writes oracle_boxes.json)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="where metrics.json and predictions.json go (default: next to the input)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. test.scales=[288]")
     args = parser.parse_args(argv)
+    if args.oracle_boxes and args.predictions:
+        parser.error("--oracle-boxes needs --checkpoint: it runs the model's mask path")
     try:
         if args.predictions:
             if not args.data:
@@ -48,6 +56,15 @@ def main(argv: Optional[List[str]] = None) -> None:
             overrides = list(args.overrides) + (list(TTA_OVERRIDES) if args.tta else [])
             model, cfg, _ = load_model(args.checkpoint, overrides)
             root = args.data or Path(cfg.data.root or synthetic_root(cfg.data))
+            out = args.out or args.checkpoint.parent.parent / f"eval_{Path(args.split).stem}"
+            if args.oracle_boxes:
+                proposals.compute(root, args.split, cfg.data.proposal_mode)
+                m = oracle_box_metrics(model, cfg, root, args.split, next(model.parameters()).device)
+                out.mkdir(parents=True, exist_ok=True)
+                (out / "oracle_boxes.json").write_text(json.dumps(m, indent=1) + "\n")
+                print(oracle_table(m))
+                print(f"metrics: {(out / 'oracle_boxes.json').resolve()}")
+                return
             corloc_split = args.corloc_split if args.corloc_split is not None else cfg.test.corloc_split
             corloc_split = None if corloc_split in ("none", "") else corloc_split
             for split in {args.split, corloc_split} - {None}:
@@ -55,7 +72,6 @@ def main(argv: Optional[List[str]] = None) -> None:
             post = args.postprocess or cfg.test.postprocess
             check_postprocess(post)
             m, dets, data = evaluate_model(model, cfg, root, args.split, corloc_split, next(model.parameters()).device, post)
-            out = args.out or args.checkpoint.parent.parent / f"eval_{Path(args.split).stem}"
             write(out, m, dets, data)
     except (FileNotFoundError, ValueError, KeyError, WeightsUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -70,19 +70,26 @@ class Predictor:
     def __init__(self, model: CommunityNet, cfg: TestConfig, xi: float, device: torch.device):
         self.model, self.cfg, self.xi, self.device = model.eval(), cfg, xi, device
 
+    def _features(self, s: Sample):
+        res3, res4 = self.model.features(s.image[None].to(self.device))
+        return res3, res4, s.image.shape[-1]
+
     @torch.no_grad()
     def _views(self, views: List[Sample]):
         feats, scores, boxes = [], [], []
         for s in views:
-            image = s.image[None].to(self.device)
-            res3, res4 = self.model.features(image)
-            rois = ops.rois_from_boxes([s.boxes.to(self.device)])
-            sc, bx = self.model.detect(res4, rois)
-            width = image.shape[-1]
+            res3, res4, width = self._features(s)
+            sc, bx = self.model.detect(res4, ops.rois_from_boxes([s.boxes.to(self.device)]))
             feats.append((res3, res4, width))
             scores.append(sc.float().cpu())
             boxes.append(from_view(bx.float().cpu(), s, width))
         return feats, torch.stack(scores).mean(0), torch.stack(boxes).mean(0)
+
+    @torch.no_grad()
+    def masks_of(self, views: List[Sample], boxes: torch.Tensor, classes: torch.Tensor, size: Tuple[int, int]):
+        """The masks the model gives given boxes (original pixels) of given 1-based classes: the mask
+        path alone, as on the detector's boxes (`--oracle-boxes` feeds it the ground truth)."""
+        return self._masks(views, [self._features(s) for s in views], boxes, classes, *size)
 
     @torch.no_grad()
     def __call__(self, views: List[Sample], size: Tuple[int, int]) -> Detections:
@@ -124,11 +131,16 @@ def _first(batch):
     return batch[0]
 
 
+def image_views(data: InferenceDataset, workers: int) -> torch.utils.data.DataLoader:
+    """The views of one image at a time (a list of Samples), loaded by `workers` processes."""
+    return torch.utils.data.DataLoader(data, batch_size=1, collate_fn=_first, num_workers=workers)
+
+
 def predict_split(model: CommunityNet, cfg: Config, root: Path, split: str, device: torch.device,
                   what: str = "inference") -> Dict[str, Detections]:  # fmt: skip
     """{image_id: Detections} for every image of a split, with the test views of the config."""
     data = InferenceDataset(root, split, cfg.data, *test_views(cfg))
-    loader = torch.utils.data.DataLoader(data, batch_size=1, collate_fn=_first, num_workers=cfg.data.workers)
+    loader = image_views(data, cfg.data.workers)
     predictor = Predictor(model, cfg.test, cfg.model.xi, device)
     out = {}
     bar = Progress(len(data), f"{what} {split}", "img")
