@@ -54,3 +54,14 @@ def test_bad_postprocess_spec_is_an_error(tmp_path):
         make_postprocess("crf", lambda i: tmp_path / f"{i}.jpg")
     with pytest.raises(FileNotFoundError, match="folder not found"):
         make_postprocess(f"mcg:{tmp_path / 'nope'}", lambda i: tmp_path / f"{i}.jpg")
+
+
+def test_boxes_fill_each_detection_box():
+    from wsis.inference import Detections
+
+    masks = torch.zeros(2, 6, 8, dtype=torch.bool)
+    masks[0, 1, 1] = True
+    det = Detections(torch.tensor([[1.0, 1.0, 4.0, 3.0], [0.0, 0.0, 8.0, 6.0]]), torch.tensor([1, 2]),
+                     torch.tensor([0.9, 0.5]), masks)  # fmt: skip
+    out = make_postprocess("boxes", lambda i: None)("a", det)
+    assert out.shape == (2, 6, 8) and out[0].sum() == 6 and out[0, 1:3, 1:4].all() and out[1].all()

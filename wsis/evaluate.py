@@ -33,8 +33,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--corloc-split", help="split for CorLoc ('none': the --split; default: the config's "
                                                "test.corloc_split, itself the --split when empty)")
     parser.add_argument("--tta", action="store_true", help="ensemble over every scale of data.scales and the flip")
-    parser.add_argument("--postprocess", help="none | segments (OpenCV graph segments) | mcg:DIR; scored beside the "
-                                              "model's own masks (default: the config's test.postprocess)")
+    parser.add_argument("--postprocess", help="none | segments (OpenCV graph segments) | mcg:DIR | boxes (each box "
+                                              "filled in); scored beside the model's own masks (default: the "
+                                              "config's test.postprocess)")
     parser.add_argument("--oracle-boxes", action="store_true",
                         help="score the mask path alone: the model's masks on the ground-truth boxes and classes, "
                              "beside the same boxes filled in (writes oracle_boxes.json)")  # fmt: skip

@@ -1,4 +1,5 @@
-"""Optional post-processing (Sec. 3.4): each mask replaced by the segment proposal that overlaps it best.
+"""Post-processing (Sec. 3.4): each mask replaced by the segment proposal that overlaps it best, or
+by its detection's box filled in (the baseline masks must beat).
 
 Segment proposals come from MCG `.mat` files (`superpixels` [H,W] plus `labels`, a cell array of
 the superpixel ids of each proposal, as MCG's `im2mcg` writes them; or `masks` [H,W,N]), or, for
@@ -10,6 +11,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from ..inference import Detections, paste_masks
 from .metrics import mask_iou
 
 
@@ -59,29 +61,32 @@ def best_overlap(masks: torch.Tensor, segments: np.ndarray) -> torch.Tensor:
 
 def check_postprocess(spec: str) -> None:
     """A clear error for a spec that `make_postprocess` would not take."""
-    if spec in ("none", "segments"):
+    if spec in ("none", "segments", "boxes"):
         return
     if spec.startswith("mcg:"):
         if not Path(spec[4:]).is_dir():
             raise FileNotFoundError(f"--postprocess mcg: folder not found: {spec[4:]}")
         return
-    raise ValueError(f"--postprocess must be none, segments or mcg:DIR, got {spec!r}")
+    raise ValueError(f"--postprocess must be none, segments, boxes or mcg:DIR, got {spec!r}")
 
 
-def make_postprocess(spec: str, image_path: Callable[[str], Path]) -> Optional[Callable[[str, torch.Tensor], torch.Tensor]]:
-    """`none`, `segments` (OpenCV graph segments of the images, found by `image_path(id)`) or
-    `mcg:DIR` (DIR/<id>.mat)."""
+def make_postprocess(spec: str, image_path: Callable[[str], Path]) -> Optional[Callable[[str, Detections], torch.Tensor]]:
+    """The new masks of an image's detections: `segments` (OpenCV graph segments of the images,
+    found by `image_path(id)`), `mcg:DIR` (DIR/<id>.mat), `boxes` (each box filled in: the
+    baseline the model's masks must beat); None for `none`."""
     check_postprocess(spec)
     if spec == "none":
         return None
+    if spec == "boxes":
+        return lambda image_id, det: paste_masks(torch.ones(len(det.boxes), 1, 1), det.boxes, *det.masks.shape[-2:], 0.5)
     if spec == "segments":
         from PIL import Image
 
-        def post(image_id: str, masks: torch.Tensor) -> torch.Tensor:
+        def post(image_id: str, det: Detections) -> torch.Tensor:
             with Image.open(image_path(image_id)) as im:
                 rgb = np.asarray(im.convert("RGB"))
-            return best_overlap(masks, graph_segments(rgb))
+            return best_overlap(det.masks, graph_segments(rgb))
 
         return post
     folder = Path(spec[4:])  # mcg:DIR
-    return lambda image_id, masks: best_overlap(masks, load_mcg(folder / f"{image_id}.mat"))
+    return lambda image_id, det: best_overlap(det.masks, load_mcg(folder / f"{image_id}.mat"))

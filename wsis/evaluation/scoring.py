@@ -98,7 +98,7 @@ def postprocessed_metrics(dets: Dict[str, Detections], data, method: str) -> Dic
     bar = Progress(len(dets), f"postprocess ({method})", "img")
     snapped = {}
     for n, (image_id, d) in enumerate(dets.items(), 1):
-        snapped[image_id] = dataclasses.replace(d, masks=post(image_id, d.masks))
+        snapped[image_id] = dataclasses.replace(d, masks=post(image_id, d))
         bar.update(n)
     m = score(snapped, data, None, None)
     per_class = {k: v for k, v in m["per_class"].items() if k in MASK_METRICS}
