@@ -16,7 +16,7 @@ from wsis.data import proposals  # noqa: E402
 from wsis.data.coco import COCODataset, voc_to_coco  # noqa: E402
 from wsis.data.formats import open_split  # noqa: E402
 from wsis.data.scan import BadData, scan  # noqa: E402
-from wsis.data.synthetic import Settings, generate, main  # noqa: E402
+from wsis.data.synthetic import main  # noqa: E402
 from wsis.data.voc import VOCDataset  # noqa: E402
 from wsis.inference import Detections  # noqa: E402
 

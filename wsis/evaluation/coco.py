@@ -16,9 +16,6 @@ COCO_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6],
 
 def coco_metrics(dets: Dict[str, Detections], data) -> Dict[str, Dict[str, float]]:
     """pycocotools' COCOeval, `segm` and `bbox`, over the images of `dets` (crowd as COCO handles it)."""
-    import contextlib
-    import io
-
     from pycocotools.cocoeval import COCOeval
 
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints as it goes
