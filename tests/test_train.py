@@ -249,3 +249,10 @@ def test_one_step_of_the_papers_voc_config_on_random_weights(tiny_root, tmp_path
     (record,) = losses_of(run_dir)
     assert all(torch.isfinite(torch.tensor(record[k])) for k in LOSS_KEYS)
     assert checkpoint.load(run_dir / "checkpoints" / "last.pt")["config"]["model"]["backbone"]["name"] == "resnet50_gn"
+
+
+def test_periodic_evaluation_does_not_change_the_training(tiny_root, tmp_path):
+    runs = [train.run(tiny_config(tiny_root, tmp_path / name, f"solver.eval_period={period}", "test.postprocess=none"))
+            for name, period in (("with", 2), ("without", 0))]  # fmt: skip
+    with_eval, without = ([{k: r[k] for k in LOSS_KEYS} for r in losses_of(run)] for run in runs)
+    assert with_eval == without
