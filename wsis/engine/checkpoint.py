@@ -1,6 +1,7 @@
 """Checkpoints written atomically (a reader finds the previous file or the whole new one, never half)
 and read without running code: `torch.load(weights_only=True)`, so a shared checkpoint can hold
 tensors and plain values only. The RNG states are stored in those terms."""
+import contextlib
 import os
 import pickle
 import random
@@ -30,13 +31,21 @@ def save(state: Dict[str, Any], path: Path) -> None:
 _NUMPY_ARRAY_GLOBALS = [np.empty(0).__reduce__()[0], np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
+def _allowing(globals_):
+    """torch's `safe_globals` context (torch >= 2.5); on torch 2.4 the allowlist is process-wide."""
+    if hasattr(torch.serialization, "safe_globals"):
+        return torch.serialization.safe_globals(globals_)
+    torch.serialization.add_safe_globals(globals_)
+    return contextlib.nullcontext()
+
+
 def load(path: Path) -> Dict[str, Any]:
     """A checkpoint's dict; a file that holds anything but tensors and plain values is refused unrun."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        with torch.serialization.safe_globals(_NUMPY_ARRAY_GLOBALS):
+        with _allowing(_NUMPY_ARRAY_GLOBALS):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         named = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", str(e))
