@@ -66,6 +66,11 @@ def paste_masks(maps: torch.Tensor, boxes: torch.Tensor, height: int, width: int
     return out
 
 
+def fill_boxes(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Each box filled in as a mask, bool [D, height, width]: the simplest mask a model's must beat."""
+    return paste_masks(torch.ones(len(boxes), 1, 1), boxes, height, width, 0.5)
+
+
 class Predictor:
     def __init__(self, model: CommunityNet, cfg: TestConfig, xi: float, device: torch.device):
         self.model, self.cfg, self.xi, self.device = model.eval(), cfg, xi, device
@@ -117,7 +122,7 @@ class Predictor:
             rois = ops.rois_from_boxes([to_view(boxes, s, width).to(self.device)])
             m = self.model.mask_maps(res3, res4, rois, classes.to(self.device))
             if m is None:  # detector only: the box is the mask
-                return paste_masks(torch.ones(len(boxes), 1, 1), boxes, h, w, 0.5)
+                return fill_boxes(boxes, h, w)
             maps.append((m.flip(-1) if s.flipped else m).float().cpu())
         return paste_masks(torch.stack(maps).mean(0), boxes, h, w, self.xi)
 

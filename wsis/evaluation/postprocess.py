@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..inference import Detections, paste_masks
+from ..inference import Detections, fill_boxes
 from .metrics import mask_iou
 
 
@@ -78,7 +78,7 @@ def make_postprocess(spec: str, image_path: Callable[[str], Path]) -> Optional[C
     if spec == "none":
         return None
     if spec == "boxes":
-        return lambda image_id, det: paste_masks(torch.ones(len(det.boxes), 1, 1), det.boxes, *det.masks.shape[-2:], 0.5)
+        return lambda image_id, det: fill_boxes(det.boxes, *det.masks.shape[-2:])
     if spec == "segments":
         from PIL import Image
 

@@ -11,7 +11,7 @@ import numpy as np
 from ..config import Config
 from ..data.formats import is_coco, open_split
 from ..data.loader import InferenceDataset
-from ..inference import Detections, Predictor, image_views, paste_masks, predict_split, test_views
+from ..inference import Detections, Predictor, fill_boxes, image_views, predict_split, test_views
 from ..progress import Progress
 from . import metrics as M
 from .coco import coco_metrics, to_coco
@@ -100,9 +100,12 @@ def postprocessed_metrics(dets: Dict[str, Detections], data, method: str) -> Dic
     for n, (image_id, d) in enumerate(dets.items(), 1):
         snapped[image_id] = dataclasses.replace(d, masks=post(image_id, d))
         bar.update(n)
-    m = score(snapped, data, None, None)
-    per_class = {k: v for k, v in m["per_class"].items() if k in MASK_METRICS}
-    return {"method": method, **{k: m[k] for k in MASK_METRICS}, "per_class": per_class}
+    return {"method": method, **mask_figures(score(snapped, data, None, None))}
+
+
+def mask_figures(m: Dict[str, object]) -> Dict[str, object]:
+    """The mask metrics of a metrics dict, per class too."""
+    return {**{k: m[k] for k in MASK_METRICS}, "per_class": {k: v for k, v in m["per_class"].items() if k in MASK_METRICS}}
 
 
 def oracle_box_metrics(model, cfg: Config, root: Path, split: str, device) -> Dict[str, object]:
@@ -118,12 +121,11 @@ def oracle_box_metrics(model, cfg: Config, root: Path, split: str, device) -> Di
         h, w = inst.void.shape
         scores = torch.ones(len(inst.boxes))
         masks[image_id] = Detections(inst.boxes, inst.classes, scores, predictor.masks_of(views, inst.boxes, inst.classes, (h, w)))
-        filled[image_id] = Detections(inst.boxes, inst.classes, scores, paste_masks(torch.ones(len(inst.boxes), 1, 1), inst.boxes, h, w, 0.5))
+        filled[image_id] = Detections(inst.boxes, inst.classes, scores, fill_boxes(inst.boxes, h, w))
         bar.update(n)
     out = {}
     for name, dets in (("masks", masks), ("filled_boxes", filled)):
-        m = score(dets, data.data, None, None)
-        out[name] = {k: m[k] for k in MASK_METRICS} | {"per_class": {k: v for k, v in m["per_class"].items() if k in MASK_METRICS}}
+        out[name] = mask_figures(score(dets, data.data, None, None))
     out["split"], out["num_images"] = split, len(masks)
     return out
 
