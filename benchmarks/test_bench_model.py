@@ -26,7 +26,7 @@ def _model(name, device):
     path, (h, w), r, c = SETTINGS[name]
     if name == "r50_paper" and device != "cuda":
         pytest.skip("ResNet50-GN at the paper's scale is benchmarked on CUDA only")
-    cfg = config_lib.load(path)
+    cfg = config_lib.load(path, ["model.backbone.weights=none"])  # speed does not depend on the weights
     torch.manual_seed(0)
     model = CommunityNet(cfg.model, c).to(device)
     return cfg, model, (h, w), r, c
