@@ -64,9 +64,10 @@ def by_hand(model, cfg, rois, counts, labels, out):
             prev = x[:, 1:]
         mean = torch.stack(probs).mean(0)
         _, _, seed, iou = ref.oicr_assign(boxes, mean[:, 1:], labels[b])
-        reg = 0.0
+        reg, paired = 0.0, 0
         for i in range(n):
             if iou[i] > cfg.reg_iou:  # Eq.5 with the R-CNN offsets of Eq.14
+                paired += 1
                 p, g = boxes[i].tolist(), boxes[seed[i]].tolist()
                 pw, ph, gw, gh = p[2] - p[0], p[3] - p[1], g[2] - g[0], g[3] - g[1]
                 t = [(g[0] + gw / 2 - p[0] - pw / 2) / pw, (g[1] + gh / 2 - p[1] - ph / 2) / ph,
@@ -74,7 +75,7 @@ def by_hand(model, cfg, rois, counts, labels, out):
                 for k in range(4):
                     d = abs(t[k] - float(out["offsets"][list(rows)[i], k]))
                     reg += 0.5 * d * d if d < 1 else d - 0.5
-        total["reg"] += reg / n
+        total["reg"] += reg / (n if cfg.reg_norm == "all" else max(paired, 1))
         start += n
     total = {k: v / len(counts) for k, v in total.items()}
     sel = out["selection"]
@@ -92,12 +93,16 @@ def by_hand(model, cfg, rois, counts, labels, out):
     q = torch.sigmoid(sl.double())
     m = masks.double()
     t2 = sl.shape[-1] * sl.shape[-2]
+    if cfg.seg_channels == "assigned":  # only the channel of each proposal's pseudo class
+        rows = torch.arange(s)
+        q, m = q[rows, sel.classes][:, None], m[rows, sel.classes][:, None]
     total["seg"] = cfg.seg_loss_weight * float(-(m * q.log() + (1 - m) * (1 - q).log()).sum() / t2 / s)  # Eq.9
     return total
 
 
-def test_losses_match_a_hand_computation_of_eq3_to_eq9():
-    model, cfg = tiny("model.img_loss_weight=0.3", "model.seg_loss_weight=2.0")  # unequal: a swap would show
+@pytest.mark.parametrize("options", [(), ("model.seg_channels=assigned", "model.reg_norm=paired")])
+def test_losses_match_a_hand_computation_of_eq3_to_eq9(options):
+    model, cfg = tiny("model.img_loss_weight=0.3", "model.seg_loss_weight=2.0", *options)  # unequal: a swap would show
     images, rois, counts, labels = batch()
     loss, out = model(images, rois, counts, labels, torch.Generator().manual_seed(0))
     plain = {k: [x.detach() for x in v] if isinstance(v, list) else (v.detach() if torch.is_tensor(v) else v)
@@ -229,3 +234,20 @@ def test_every_loss_term_decreases_on_a_short_synthetic_run(tiny_root, seed, mon
         first = sum(h[k] for h in history[:20]) / 20
         last = sum(h[k] for h in history[-20:]) / 20
         assert last < 0.8 * first, (k, first, last)
+
+
+def test_pairwise_term_trains_the_segmentation_head_only():
+    model, cfg = tiny("model.pairwise_weight=0.5")
+    images, rois, counts, labels = batch()
+    loss, out = model(images, rois, counts, labels, torch.Generator().manual_seed(0))
+    assert loss["pairwise"].item() > 0 and "pairwise" not in tiny()[0](images, rois, counts, labels)[0]
+    loss["pairwise"].backward()
+    assert any(p.grad is not None and p.grad.any() for p in model.seg.parameters())
+    assert all(p.grad is None or not p.grad.any() for p in model.img.parameters())
+
+
+@pytest.mark.parametrize("override", ["model.seg_channels=some", "model.reg_norm=none", "model.pairwise_weight=-1",
+                                      "model.pairwise_tau=0"])  # fmt: skip
+def test_bad_mask_and_regression_options_are_named(override):
+    with pytest.raises(ValueError, match=override.split("=")[0].replace(".", r"\.")):
+        config_lib.load(None, [override])

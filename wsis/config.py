@@ -102,6 +102,15 @@ class ModelConfig:
     # reach the shared trunk; at 1 they outweigh the detector's terms there (README, Results).
     img_loss_weight: float = 0.1
     seg_loss_weight: float = 0.1
+    # Eq.9 over every channel of each proposal ("all", as printed) or only over the channel of its
+    # pseudo class ("assigned": Sec. 3.2.3's class-specific mask, Mask R-CNN's rule). With "all" the
+    # absent classes' channels learn min-max-normalised noise (README, Results).
+    seg_channels: str = "all"
+    # BoxInst's pairwise colour term on the foreground masks S (model/pairwise.py); 0 = off, as in the paper
+    pairwise_weight: float = 0.0
+    pairwise_tau: float = 0.3  # a neighbour pair counts when exp(-|lab_i - lab_j| / 2) >= this
+    # Eq.5's 1/|R|: over all proposals ("all", as printed) or over the paired ones ("paired")
+    reg_norm: str = "all"
 
 
 @dataclass
@@ -176,6 +185,13 @@ class Config:
             raise ValueError(f"model.regressor must be agnostic, specific or none, got {m.regressor!r}")
         check_backbone_name(m.backbone.name)
         check_freeze_at(m.backbone.freeze_at)
+        if m.seg_channels not in ("all", "assigned"):
+            raise ValueError(f"model.seg_channels must be all or assigned, got {m.seg_channels!r}")
+        if m.reg_norm not in ("all", "paired"):
+            raise ValueError(f"model.reg_norm must be all or paired, got {m.reg_norm!r}")
+        if m.pairwise_weight < 0 or not 0 < m.pairwise_tau <= 1:
+            raise ValueError(f"model.pairwise_weight must be >= 0 and model.pairwise_tau in (0, 1], got "
+                             f"{m.pairwise_weight} and {m.pairwise_tau}")  # fmt: skip
         if m.res5_stride not in (1, 2):
             raise ValueError(f"model.res5_stride must be 1 or 2, got {m.res5_stride}")
         if m.refine_branches < 1:

@@ -47,10 +47,11 @@ def decode(proposals: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], -1)
 
 
-def regression_loss(offsets: torch.Tensor, targets: torch.Tensor, paired: torch.Tensor) -> torch.Tensor:
-    """Eq.5: smooth-L1 between predicted and target offsets over the paired proposals, divided by |R|."""
+def regression_loss(offsets: torch.Tensor, targets: torch.Tensor, paired: torch.Tensor, norm: str = "all") -> torch.Tensor:
+    """Eq.5: smooth-L1 between predicted and target offsets over the paired proposals, divided by |R|
+    (`norm="all"`) or by the number of paired ones (`"paired"`)."""
     diff = F.smooth_l1_loss(offsets.float()[paired], targets[paired], reduction="sum", beta=1.0)
-    return diff / max(len(offsets), 1)
+    return diff / max(len(offsets) if norm == "all" else int(paired.sum()), 1)
 
 
 def cam_loss(logits: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
@@ -60,7 +61,8 @@ def cam_loss(logits: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
 
 
 def seg_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Eq.9: per-pixel binary cross-entropy of `logits [S, K, T, T]` against the Eq.1 masks, / T^2 / S."""
+    """Eq.9: per-pixel binary cross-entropy of `logits [S, K, T, T]` against the Eq.1 masks, / T^2 / S
+    (K = 1 for the assigned channel only)."""
     t2 = logits.shape[-1] * logits.shape[-2]
     total = F.binary_cross_entropy_with_logits(logits.float(), masks.float(), reduction="sum")
     return total / t2 / max(len(logits), 1)

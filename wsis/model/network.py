@@ -8,9 +8,15 @@ from torch import nn
 
 from .. import ops
 from ..config import ModelConfig
-from . import losses
+from ..data.loader import IMAGENET_MEAN, IMAGENET_STD
+from . import losses, pairwise
 from .backbone import Backbone
 from .heads import DetectionHead, MaskGenerator, SegmentationHead, mean_refinement_scores, midn_scores
+
+
+# the loader's normalisation, undone for the pairwise term's colours
+_MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 
 @dataclass
@@ -95,7 +101,8 @@ class CommunityNet(nn.Module):
             if offsets is not None:
                 paired = max_iou > cfg.reg_iou
                 target = losses.encode(boxes, boxes[seed])
-                loss["reg"] = loss["reg"] + losses.regression_loss(self._class_offsets(offsets[rows], lab), target, paired)
+                offs = self._class_offsets(offsets[rows], lab)
+                loss["reg"] = loss["reg"] + losses.regression_loss(offs, target, paired, cfg.reg_norm)
             if self.img is not None:
                 idx, cls = self.select(boxes, mean, lab, y, generator)
                 picked.append(idx + start)
@@ -105,7 +112,7 @@ class CommunityNet(nn.Module):
         out = {"cls_logits": cls_logits, "det_logits": det_logits, "refine_logits": refine_logits, "offsets": offsets}
         if self.img is not None:
             sel = Selection(torch.cat(picked), torch.cat(picked_cls))
-            loss.update(self._mask_losses(res3, res4, f5, rois, sel, out))
+            loss.update(self._mask_losses(images, res3, res4, f5, rois, sel, out))
             out["selection"] = sel
         return loss, out
 
@@ -136,16 +143,29 @@ class CommunityNet(nn.Module):
         bg = cand[order[: cfg.bg_per_image]]
         return torch.cat([fg, bg]), torch.cat([fg_cls, torch.zeros_like(bg)])
 
-    def _mask_losses(self, res3, res4, f5, rois, sel: Selection, out) -> Dict[str, torch.Tensor]:
-        """Eq.7-8 (IMG vs the detector's pseudo-labels) and Eq.9 (segmentation vs the Eq.1 masks)."""
+    def _mask_losses(self, images, res3, res4, f5, rois, sel: Selection, out) -> Dict[str, torch.Tensor]:
+        """Eq.7-8 (IMG vs the detector's pseudo-labels), Eq.9 (segmentation vs the Eq.1 masks) and,
+        when weighted, the pairwise colour term on the foreground proposals' masks."""
+        cfg = self.cfg
         cams, logits = self.img(self._levels(res3, res4, f5[sel.index], rois[sel.index]))
-        onehot = F.one_hot(self._channel(sel.classes), self.mask_channels).to(logits.dtype)
-        result = {"img": self.cfg.img_loss_weight * sum(losses.cam_loss(level, onehot) for level in logits)}
+        channel = self._channel(sel.classes)
+        onehot = F.one_hot(channel, self.mask_channels).to(logits.dtype)
+        result = {"img": cfg.img_loss_weight * sum(losses.cam_loss(level, onehot) for level in logits)}
         out.update(cams=cams, cam_logits=logits)
         if self.seg is not None:
-            _, masks = ops.cam_pseudo_masks(cams.detach(), self.cfg.xi)  # no gradient through pseudo-labels
+            _, masks = ops.cam_pseudo_masks(cams.detach(), cfg.xi)  # no gradient through pseudo-labels
             seg_logits = self.seg(self._upsampled(f5[sel.index]))
-            result["seg"] = self.cfg.seg_loss_weight * losses.seg_loss(seg_logits, masks)
+            rows = torch.arange(len(channel), device=channel.device)
+            own = seg_logits[rows, channel]  # [S, T, T]: each proposal's class-specific mask
+            if cfg.seg_channels == "assigned":
+                result["seg"] = cfg.seg_loss_weight * losses.seg_loss(own[:, None], masks[rows, channel][:, None])
+            else:
+                result["seg"] = cfg.seg_loss_weight * losses.seg_loss(seg_logits, masks)
+            if cfg.pairwise_weight > 0:
+                fg = sel.classes > 0
+                lab = pairwise.rgb_to_lab(images.float() * _STD.to(images.device) + _MEAN.to(images.device))
+                colours = pairwise.roi_colours(lab, rois[sel.index][fg].float(), cfg.mask_size)
+                result["pairwise"] = cfg.pairwise_weight * pairwise.pairwise_loss(own[fg], colours, cfg.pairwise_tau)
             out.update(seg_logits=seg_logits, pseudo_masks=masks)
         return result
 
