@@ -100,7 +100,8 @@ def by_hand(model, cfg, rois, counts, labels, out):
     return total
 
 
-@pytest.mark.parametrize("options", [(), ("model.seg_channels=assigned", "model.reg_norm=paired")])
+@pytest.mark.parametrize("options", [("model.seg_channels=all", "model.reg_norm=all"),  # as printed
+                                     ("model.seg_channels=assigned", "model.reg_norm=paired")])  # the CPU default
 def test_losses_match_a_hand_computation_of_eq3_to_eq9(options):
     model, cfg = tiny("model.img_loss_weight=0.3", "model.seg_loss_weight=2.0", *options)  # unequal: a swap would show
     images, rois, counts, labels = batch()

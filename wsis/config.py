@@ -104,13 +104,14 @@ class ModelConfig:
     seg_loss_weight: float = 0.1
     # Eq.9 over every channel of each proposal ("all", as printed) or only over the channel of its
     # pseudo class ("assigned": Sec. 3.2.3's class-specific mask, Mask R-CNN's rule). With "all" the
-    # absent classes' channels learn min-max-normalised noise (README, Results).
-    seg_channels: str = "all"
+    # absent classes' channels learn min-max-normalised noise and the loss stays flat (README, Results).
+    seg_channels: str = "assigned"
     # BoxInst's pairwise colour term on the foreground masks S (model/pairwise.py); 0 = off, as in the paper
     pairwise_weight: float = 0.0
     pairwise_tau: float = 0.3  # a neighbour pair counts when exp(-|lab_i - lab_j| / 2) >= this
-    # Eq.5's 1/|R|: over all proposals ("all", as printed) or over the paired ones ("paired")
-    reg_norm: str = "all"
+    # Eq.5's 1/|R|: over all proposals ("all", as printed: a few paired of 100 leave the loss near 1e-3)
+    # or over the paired ones ("paired"), as Fast R-CNN's box loss (README, Results)
+    reg_norm: str = "paired"
 
 
 @dataclass
