@@ -252,3 +252,23 @@ def test_pairwise_term_trains_the_segmentation_head_only():
 def test_bad_mask_and_regression_options_are_named(override):
     with pytest.raises(ValueError, match=override.split("=")[0].replace(".", r"\.")):
         config_lib.load(None, [override])
+
+
+def test_snapped_pseudo_masks_are_segments_of_the_image():
+    pytest.importorskip("cv2", reason="opencv-contrib-python-headless is not installed")
+    images, rois, counts, labels = batch()
+    images[:, :, :, :40] = -3.0  # two flat halves (black and white once un-normalised): the segments
+    images[:, :, :, 40:] = 3.0
+    plain, _ = tiny()
+    model, cfg = tiny("model.snap_pseudo_masks=true")
+    loss, out = model(images, rois, counts, labels, torch.Generator().manual_seed(0))
+    loss_plain, out_plain = plain(images, rois, counts, labels, torch.Generator().manual_seed(0))
+    sel = out["selection"]
+    fg = torch.nonzero(sel.classes > 0).flatten()
+    assert len(fg) and torch.isfinite(loss["seg"])
+    rows = torch.arange(len(sel.classes))
+    snapped, before = out["pseudo_masks"][rows, sel.classes], out_plain["pseudo_masks"][rows, sel.classes]
+    assert torch.equal(snapped[sel.classes == 0], before[sel.classes == 0])  # background proposals keep theirs
+    for i in fg.tolist():  # each foreground mask is now one of the roi's segments: a run of whole columns
+        m = snapped[i]
+        assert (m.all(0) | ~m.any(0)).all()

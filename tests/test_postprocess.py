@@ -4,7 +4,8 @@ import pytest
 import torch
 from scipy.io import savemat
 
-from wsis.evaluation.postprocess import best_overlap, graph_segments, load_mcg, make_postprocess
+from wsis.data.segments import graph_segments
+from wsis.evaluation.postprocess import best_overlap, load_mcg, make_postprocess
 
 
 def test_mcg_superpixels_and_labels_become_masks(tmp_path):

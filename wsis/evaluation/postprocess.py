@@ -6,14 +6,14 @@ the superpixel ids of each proposal, as MCG's `im2mcg` writes them; or `masks` [
 users without MCG, from OpenCV's graph-based segmentation at several granularities.
 """
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 
+from ..data.segments import graph_segments
 from ..inference import Detections, fill_boxes
 from .metrics import mask_iou
-
 
 
 def load_mcg(path: Path) -> np.ndarray:
@@ -33,19 +33,6 @@ def load_mcg(path: Path) -> np.ndarray:
         ids = [np.asarray(cell).ravel() for cell in np.asarray(mat["labels"], dtype=object).ravel()]
         return np.stack([np.isin(sp, i) for i in ids]) if ids else np.zeros((0,) + sp.shape, bool)
     raise ValueError(f"{path}: expected 'masks' or 'superpixels' + 'labels' (MCG's format), found {sorted(k for k in mat if not k.startswith('__'))}")
-
-
-def graph_segments(image: np.ndarray, ks: Sequence[float] = (100, 300, 1000), sigma: float = 0.8,
-                   min_size: int = 50) -> np.ndarray:  # fmt: skip
-    """Segment proposals bool [N, H, W]: the regions of Felzenszwalb-Huttenlocher graph segmentation
-    (OpenCV ximgproc) of an RGB uint8 image at each granularity `k`."""
-    import cv2
-
-    out = []
-    for k in ks:
-        seg = cv2.ximgproc.segmentation.createGraphSegmentation(sigma, float(k), min_size).processImage(image[..., ::-1])
-        out += [seg == i for i in range(int(seg.max()) + 1)]
-    return np.stack(out)
 
 
 def best_overlap(masks: torch.Tensor, segments: np.ndarray) -> torch.Tensor:

@@ -9,7 +9,7 @@ from torch import nn
 from .. import ops
 from ..config import ModelConfig
 from ..data.loader import IMAGENET_MEAN, IMAGENET_STD
-from . import losses, pairwise
+from . import losses, pairwise, snapping
 from .backbone import Backbone
 from .heads import DetectionHead, MaskGenerator, SegmentationHead, mean_refinement_scores, midn_scores
 
@@ -157,17 +157,28 @@ class CommunityNet(nn.Module):
             seg_logits = self.seg(self._upsampled(f5[sel.index]))
             rows = torch.arange(len(channel), device=channel.device)
             own = seg_logits[rows, channel]  # [S, T, T]: each proposal's class-specific mask
+            rgb = images.float() * _STD.to(images.device) + _MEAN.to(images.device)
+            fg = sel.classes > 0
+            if cfg.snap_pseudo_masks:
+                masks = masks.clone()
+                masks[rows[fg], channel[fg]] = self._snapped(rgb, rois[sel.index][fg], masks[rows[fg], channel[fg]])
             if cfg.seg_channels == "assigned":
                 result["seg"] = cfg.seg_loss_weight * losses.seg_loss(own[:, None], masks[rows, channel][:, None])
             else:
                 result["seg"] = cfg.seg_loss_weight * losses.seg_loss(seg_logits, masks)
             if cfg.pairwise_weight > 0:
-                fg = sel.classes > 0
-                lab = pairwise.rgb_to_lab(images.float() * _STD.to(images.device) + _MEAN.to(images.device))
+                lab = pairwise.rgb_to_lab(rgb)
                 colours = pairwise.roi_colours(lab, rois[sel.index][fg].float(), cfg.mask_size)
                 result["pairwise"] = cfg.pairwise_weight * pairwise.pairwise_loss(own[fg], colours, cfg.pairwise_tau)
             out.update(seg_logits=seg_logits, pseudo_masks=masks)
         return result
+
+    def _snapped(self, rgb: torch.Tensor, rois: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Each pseudo mask `[N, T, T]` of `rois [N, 5]` replaced by its best-overlapping image segment."""
+        segments = {b: snapping.image_segments(rgb[b]) for b in rois[:, 0].long().unique().tolist()}
+        out = [snapping.snap(m.bool().cpu(), snapping.roi_segment_ids(segments[int(r[0])], r[1:], m.shape[-1]))
+               for m, r in zip(masks, rois)]  # fmt: skip
+        return torch.stack(out).to(masks) if out else masks
 
     # ---- inference (Sec. 3.4) ------------------------------------------------------------------
     @torch.no_grad()

@@ -1,0 +1,51 @@
+"""Pseudo masks snapped to image segments (a training-time form of the paper's segment post-processing).
+
+Each foreground proposal's Eq.1 mask is replaced by the graph segment of the image (OpenCV's
+Felzenszwalb-Huttenlocher, at the granularities that `--postprocess segments` uses) that overlaps it
+best on the proposal's T x T grid, so that the segmentation head learns outlines rather than the
+blob of a CAM. It is not in the paper: `model.snap_pseudo_masks` turns it on.
+"""
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..data.segments import GRAPH_KS, graph_labels
+
+
+def image_segments(rgb: torch.Tensor, ks: Sequence[float] = GRAPH_KS) -> torch.Tensor:
+    """Segment ids int64 `[len(ks), H, W]` of an RGB image `[3, H, W]` in [0, 1], ids unique across granularities."""
+    image = (rgb.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    maps, offset = [], 0
+    for k in ks:
+        labels = graph_labels(np.ascontiguousarray(image), k)
+        maps.append(torch.from_numpy(labels.astype(np.int64)) + offset)
+        offset += int(labels.max()) + 1
+    return torch.stack(maps)
+
+
+def roi_segment_ids(segments: torch.Tensor, roi: torch.Tensor, size: int) -> torch.Tensor:
+    """The segment ids `[G, size, size]` at the cell centres of a `size x size` grid over `roi` (x1, y1, x2, y2)."""
+    g, h, w = segments.shape
+    t = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    x1, y1, x2, y2 = roi.float().cpu().tolist()
+    xs = (x1 + t * (x2 - x1)).floor().long().clamp(0, w - 1)
+    ys = (y1 + t * (y2 - y1)).floor().long().clamp(0, h - 1)
+    return segments[:, ys[:, None], xs[None, :]]
+
+
+def snap(mask: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """The segment of `ids [G, T, T]` (cells sharing an id, at any granularity) of highest IoU with
+    the bool `mask [T, T]`; the mask itself when it is empty or no segment overlaps it."""
+    if not mask.any():
+        return mask
+    flat = ids.reshape(-1)
+    unique, inverse = flat.unique(return_inverse=True)
+    cells = mask.reshape(-1).repeat(len(ids)).float()
+    area = torch.zeros(len(unique)).index_add_(0, inverse, torch.ones_like(cells))
+    inter = torch.zeros(len(unique)).index_add_(0, inverse, cells)
+    iou = inter / (area + mask.sum() - inter)
+    best = int(iou.argmax())
+    if iou[best] <= 0:
+        return mask
+    return (ids == unique[best]).any(0)
