@@ -175,8 +175,10 @@ class CommunityNet(nn.Module):
 
     def _snapped(self, rgb: torch.Tensor, rois: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Each pseudo mask `[N, T, T]` of `rois [N, 5]` replaced by its best-overlapping image segment."""
-        segments = {b: snapping.image_segments(rgb[b]) for b in rois[:, 0].long().unique().tolist()}
-        out = [snapping.snap(m.bool().cpu(), snapping.roi_segment_ids(segments[int(r[0])], r[1:], m.shape[-1]))
+        small = F.interpolate(rgb, scale_factor=snapping.SCALE, mode="area", recompute_scale_factor=False)
+        ratio = small.shape[-1] / rgb.shape[-1]
+        segments = {b: snapping.image_segments(small[b]) for b in rois[:, 0].long().unique().tolist()}
+        out = [snapping.snap(m.bool().cpu(), snapping.roi_segment_ids(segments[int(r[0])], r[1:] * ratio, m.shape[-1]))
                for m, r in zip(masks, rois)]  # fmt: skip
         return torch.stack(out).to(masks) if out else masks
 

@@ -1,8 +1,8 @@
 """Pseudo masks snapped to image segments (a training-time form of the paper's segment post-processing).
 
 Each foreground proposal's Eq.1 mask is replaced by the graph segment of the image (OpenCV's
-Felzenszwalb-Huttenlocher, at the granularities that `--postprocess segments` uses) that overlaps it
-best on the proposal's T x T grid, so that the segmentation head learns outlines rather than the
+Felzenszwalb-Huttenlocher, at the granularities that `--postprocess segments` uses, on the image
+scaled by SCALE) that overlaps it best on the proposal's T x T grid, so that the segmentation head learns outlines rather than the
 blob of a CAM. It is not in the paper: `model.snap_pseudo_masks` turns it on.
 """
 from typing import Sequence
@@ -11,6 +11,10 @@ import numpy as np
 import torch
 
 from ..data.segments import GRAPH_KS, graph_labels
+
+# Segments are computed at half the training scale: 4x cheaper, and for the synthetic default (trained
+# at about 1.5x its images' size) close to the images' own size, where `--postprocess segments` works.
+SCALE = 0.5
 
 
 def image_segments(rgb: torch.Tensor, ks: Sequence[float] = GRAPH_KS) -> torch.Tensor:
