@@ -14,7 +14,7 @@ from .backbone import Backbone
 from .heads import DetectionHead, MaskGenerator, SegmentationHead, mean_refinement_scores, midn_scores
 
 
-# the loader's normalisation, undone for the pairwise term's colours
+# the loader's normalisation, undone for the colours of the pairwise term and of pseudo-mask snapping
 _MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
@@ -161,7 +161,7 @@ class CommunityNet(nn.Module):
             fg = sel.classes > 0
             if cfg.snap_pseudo_masks:
                 masks = masks.clone()
-                masks[rows[fg], channel[fg]] = self._snapped(rgb, rois[sel.index][fg], masks[rows[fg], channel[fg]])
+                masks[rows[fg], channel[fg]] = snapping.snap_masks(rgb, rois[sel.index][fg], masks[rows[fg], channel[fg]])
             if cfg.seg_channels == "assigned":
                 result["seg"] = cfg.seg_loss_weight * losses.seg_loss(own[:, None], masks[rows, channel][:, None])
             else:
@@ -172,15 +172,6 @@ class CommunityNet(nn.Module):
                 result["pairwise"] = cfg.pairwise_weight * pairwise.pairwise_loss(own[fg], colours, cfg.pairwise_tau)
             out.update(seg_logits=seg_logits, pseudo_masks=masks)
         return result
-
-    def _snapped(self, rgb: torch.Tensor, rois: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """Each pseudo mask `[N, T, T]` of `rois [N, 5]` replaced by its best-overlapping image segment."""
-        small = F.interpolate(rgb, scale_factor=snapping.SCALE, mode="area", recompute_scale_factor=False)
-        ratio = small.shape[-1] / rgb.shape[-1]
-        segments = {b: snapping.image_segments(small[b]) for b in rois[:, 0].long().unique().tolist()}
-        out = [snapping.snap(m.bool().cpu(), snapping.roi_segment_ids(segments[int(r[0])], r[1:] * ratio, m.shape[-1]))
-               for m, r in zip(masks, rois)]  # fmt: skip
-        return torch.stack(out).to(masks) if out else masks
 
     # ---- inference (Sec. 3.4) ------------------------------------------------------------------
     @torch.no_grad()

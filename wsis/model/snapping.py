@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..data.segments import GRAPH_KS, graph_labels
 
@@ -53,3 +54,17 @@ def snap(mask: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     if iou[best] <= 0:
         return mask
     return (ids == unique[best]).any(0)
+
+
+def snap_masks(rgb: torch.Tensor, rois: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Each pseudo mask `[N, T, T]` of `rois [N, 5]` (batch index, box in the pixels of `rgb [B, 3, H, W]`,
+    in [0, 1]) replaced by its best-overlapping segment of the image."""
+    if len(rois) == 0:
+        return masks
+    small = F.interpolate(rgb, scale_factor=SCALE, mode="area", recompute_scale_factor=False)
+    ratio = small.shape[-1] / rgb.shape[-1]
+    segments = {b: image_segments(small[b]) for b in rois[:, 0].long().unique().tolist()}
+    out = [snap(m.bool().cpu(), roi_segment_ids(segments[int(r[0])], r[1:] * ratio, m.shape[-1]))
+           for m, r in zip(masks, rois)]  # fmt: skip
+    return torch.stack(out).to(masks)
+
