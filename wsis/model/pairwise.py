@@ -26,15 +26,19 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
 
 
+def cell_centres(boxes: torch.Tensor, size: int):
+    """The pixel coordinates `(x [N, size], y [N, size])` of the cell centres of a `size x size` grid over each box `[N, 4]`."""
+    t = (torch.arange(size, device=boxes.device, dtype=boxes.dtype) + 0.5) / size
+    return boxes[:, 0, None] + t * (boxes[:, 2] - boxes[:, 0])[:, None], boxes[:, 1, None] + t * (boxes[:, 3] - boxes[:, 1])[:, None]
+
+
 def roi_colours(lab: torch.Tensor, rois: torch.Tensor, size: int) -> torch.Tensor:
     """The LAB colour at the centre of each cell of a `size x size` grid over each roi, `[S, 3, size, size]`.
 
     `lab [B, 3, H, W]` at full resolution; `rois [S, 5]` in its pixels."""
     small = F.avg_pool2d(lab, _POOL, _POOL)
     h, w = small.shape[-2] * _POOL, small.shape[-1] * _POOL  # the pixels the pooled map covers
-    t = (torch.arange(size, device=rois.device, dtype=lab.dtype) + 0.5) / size
-    x = rois[:, 1, None] + t * (rois[:, 3] - rois[:, 1])[:, None]  # [S, T] pixel coordinates
-    y = rois[:, 2, None] + t * (rois[:, 4] - rois[:, 2])[:, None]
+    x, y = cell_centres(rois[:, 1:].to(lab.dtype), size)
     gx = (2 * x / w - 1)[:, None, :].expand(-1, size, -1)
     gy = (2 * y / h - 1)[:, :, None].expand(-1, -1, size)
     grid = torch.stack([gx, gy], -1)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.segments import GRAPH_KS, graph_labels
+from .pairwise import cell_centres
 
 # Segments are computed at half the training scale: 4x cheaper, and for the synthetic default (trained
 # at about 1.5x its images' size) close to the images' own size, where `--postprocess segments` works.
@@ -32,10 +33,8 @@ def image_segments(rgb: torch.Tensor, ks: Sequence[float] = GRAPH_KS) -> torch.T
 def roi_segment_ids(segments: torch.Tensor, roi: torch.Tensor, size: int) -> torch.Tensor:
     """The segment ids `[G, size, size]` at the cell centres of a `size x size` grid over `roi` (x1, y1, x2, y2)."""
     g, h, w = segments.shape
-    t = (torch.arange(size, dtype=torch.float32) + 0.5) / size
-    x1, y1, x2, y2 = roi.float().cpu().tolist()
-    xs = (x1 + t * (x2 - x1)).floor().long().clamp(0, w - 1)
-    ys = (y1 + t * (y2 - y1)).floor().long().clamp(0, h - 1)
+    x, y = cell_centres(roi.float().cpu()[None], size)
+    xs, ys = x[0].floor().long().clamp(0, w - 1), y[0].floor().long().clamp(0, h - 1)
     return segments[:, ys[:, None], xs[None, :]]
 
 
