@@ -53,7 +53,7 @@ def save_curves(log: Path, out: Path) -> None:
     evals = [r for r in records if "val_mAP@0.5" in r]
     if not train and not evals:
         return
-    terms = [k for k in ("loss", "cls", "refine", "reg", "img", "seg") if train and k in train[0]]
+    terms = [k for k in ("loss", "cls", "refine", "reg", "img", "seg", "pairwise") if train and k in train[0]]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     window = 5  # each logged value is one iteration's: a running mean shows the trend
     for k in terms:
