@@ -245,7 +245,8 @@ def test_one_step_of_the_papers_voc_config_on_random_weights(tiny_root, tmp_path
                                   "data.max_boxes=20", "data.workers=0", "solver.max_iter=1", "solver.log_period=1",
                                   "evaluate=false"])  # fmt: skip
     assert cfg.model.img_loss_weight == cfg.model.seg_loss_weight == 1.0 and cfg.model.backbone.freeze_at == "2"
-    assert (cfg.model.seg_channels, cfg.model.reg_norm, cfg.model.pairwise_weight) == ("all", "all", 0)  # as printed
+    assert (cfg.model.seg_channels, cfg.model.reg_norm, cfg.model.pairwise_weight, cfg.model.snap_pseudo_masks) == (
+        "all", "all", 0, False)  # as printed
     run_dir = train.run(cfg)
     (record,) = losses_of(run_dir)
     assert all(torch.isfinite(torch.tensor(record[k])) for k in LOSS_KEYS)
