@@ -2,8 +2,9 @@
 
 Each foreground proposal's Eq.1 mask is replaced by the graph segment of the image (OpenCV's
 Felzenszwalb-Huttenlocher, at the granularities that `--postprocess segments` uses, on the image
-scaled by SCALE) that overlaps it best on the proposal's T x T grid, so that the segmentation head learns outlines rather than the
-blob of a CAM. It is not in the paper: `model.snap_pseudo_masks` turns it on.
+scaled by SCALE) that overlaps it best on the proposal's T x T grid, so that the segmentation head
+learns outlines rather than the blob of a CAM. It is not in the paper: `model.snap_pseudo_masks`
+turns it on.
 """
 from typing import Sequence
 
@@ -32,7 +33,7 @@ def image_segments(rgb: torch.Tensor, ks: Sequence[float] = GRAPH_KS) -> torch.T
 
 def roi_segment_ids(segments: torch.Tensor, roi: torch.Tensor, size: int) -> torch.Tensor:
     """The segment ids `[G, size, size]` at the cell centres of a `size x size` grid over `roi` (x1, y1, x2, y2)."""
-    g, h, w = segments.shape
+    _, h, w = segments.shape
     x, y = cell_centres(roi.float().cpu()[None], size)
     xs, ys = x[0].floor().long().clamp(0, w - 1), y[0].floor().long().clamp(0, h - 1)
     return segments[:, ys[:, None], xs[None, :]]
@@ -61,7 +62,8 @@ def snap_masks(rgb: torch.Tensor, rois: torch.Tensor, masks: torch.Tensor) -> to
     if len(rois) == 0:
         return masks
     small = F.interpolate(rgb, scale_factor=SCALE, mode="area", recompute_scale_factor=False)
-    ratio = small.shape[-1] / rgb.shape[-1]
+    rx, ry = small.shape[-1] / rgb.shape[-1], small.shape[-2] / rgb.shape[-2]
+    ratio = rois.new_tensor([rx, ry, rx, ry])
     segments = {b: image_segments(small[b]) for b in rois[:, 0].long().unique().tolist()}
     out = [snap(m.bool().cpu(), roi_segment_ids(segments[int(r[0])], r[1:] * ratio, m.shape[-1]))
            for m, r in zip(masks, rois)]  # fmt: skip
