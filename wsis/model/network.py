@@ -157,8 +157,9 @@ class CommunityNet(nn.Module):
             seg_logits = self.seg(self._upsampled(f5[sel.index]))
             rows = torch.arange(len(channel), device=channel.device)
             own = seg_logits[rows, channel]  # [S, T, T]: each proposal's class-specific mask
-            rgb = images.float() * _STD.to(images.device) + _MEAN.to(images.device)
             fg = sel.classes > 0
+            if cfg.snap_pseudo_masks or cfg.pairwise_weight > 0:  # both compare the image's colours
+                rgb = images.float() * _STD.to(images.device) + _MEAN.to(images.device)
             if cfg.snap_pseudo_masks:
                 masks = masks.clone()
                 masks[rows[fg], channel[fg]] = snapping.snap_masks(rgb, rois[sel.index][fg], masks[rows[fg], channel[fg]])
