@@ -28,7 +28,7 @@ def _model(name, device):
         pytest.skip("ResNet50-GN at the paper's scale is benchmarked on CUDA only")
     cfg = config_lib.load(path, ["model.backbone.weights=none"])  # speed does not depend on the weights
     torch.manual_seed(0)
-    model = CommunityNet(cfg.model, c).to(device)
+    model = CommunityNet(cfg.model, c).to_device(device)
     return cfg, model, (h, w), r, c
 
 
@@ -40,10 +40,16 @@ def _batch(h, w, r, c, device, images=2):
     return torch.randn(images, 3, h, w, device=device), rois, [r] * images, labels
 
 
+@pytest.mark.parametrize("layout", ["placed", "nchw"])  # placed: to_device's choice (channels_last on the CPU)
 @pytest.mark.parametrize("name", list(SETTINGS))
-def test_train_iteration(run, device, name, benchmark):
+def test_train_iteration(run, device, name, layout, benchmark):
     benchmark.group = f"train iteration, 2 images [{device}]"
     cfg, model, (h, w), r, c = _model(name, device)
+    if layout == "nchw":
+        if device != "cpu":
+            pytest.skip("to_device already keeps NCHW off the CPU")
+        model.memory_format = torch.contiguous_format
+        model.to(memory_format=model.memory_format)
     opt, _ = build_optimizer(cfg, model)
     images, rois, counts, labels = _batch(h, w, r, c, device)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)

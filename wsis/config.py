@@ -93,6 +93,11 @@ class ModelConfig:
     fg_thresh: float = 0.5  # OICR: IoU with a seed to be foreground
     bg_thresh: float = 0.1  # OICR: below this IoU a proposal is ignored
     reg_iou: float = 0.6  # regression pairs: IoU with the seed above this
+    # the seeds of the pseudo-labels (refinement, IMG, regressor): OICR's one per present class
+    # ("oicr", the paper) or several ("mist": the top `seed_top` of the proposals after NMS at `seed_nms`)
+    pseudo_seeds: str = "oicr"
+    seed_top: float = 0.15
+    seed_nms: float = 0.2
     fg_nms: float = 0.3  # NMS among each class's foreground proposals (Sec. 3.2.1)
     fg_per_class: int = 4  # foreground proposals kept per class after NMS for IMG/seg
     bg_per_image: int = 4  # background proposals sampled per image for IMG/seg
@@ -192,6 +197,9 @@ class Config:
         check_freeze_at(m.backbone.freeze_at)
         if m.seg_channels not in ("all", "assigned"):
             raise ValueError(f"model.seg_channels must be all or assigned, got {m.seg_channels!r}")
+        if m.pseudo_seeds not in ("oicr", "mist") or not 0 < m.seed_top <= 1:
+            raise ValueError(f"model.pseudo_seeds must be oicr or mist and model.seed_top in (0, 1], got "
+                             f"{m.pseudo_seeds!r} and {m.seed_top}")  # fmt: skip
         if m.reg_norm not in ("all", "paired"):
             raise ValueError(f"model.reg_norm must be all or paired, got {m.reg_norm!r}")
         if m.pairwise_weight < 0 or not 0 < m.pairwise_tau <= 1:

@@ -112,4 +112,4 @@ def load_model(path: Path, overrides: List[str] = (), device: Optional[torch.dev
     device = device or torch.device(device_kind(cfg.device))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{path}: its config says device={cfg.device}, but torch finds no CUDA device; add device=cpu")
-    return model.to(device).eval(), cfg, classes
+    return model.to_device(device).eval(), cfg, classes

@@ -69,7 +69,7 @@ class Trainer:
         self.data = TrainDataset(root, cfg.data, cfg.seed)
         self.classes = self.data.data.classes
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        self.model = CommunityNet(cfg.model, len(self.classes)).to(device)
+        self.model = CommunityNet(cfg.model, len(self.classes)).to_device(device)
         self.optimizer, self.scheduler = build_optimizer(cfg, self.model)
         self.iteration = 0
         self.loss_names: List[str] = []

@@ -44,10 +44,17 @@ class CommunityNet(nn.Module):
                                      cfg.img_weighted_gap, cfg.img_log_smoothing, cfg.gap_sigma, cfg.fc_std)  # fmt: skip
         if cfg.seg:
             self.seg = SegmentationHead(ch["res5"], cfg.seg_dim, self.mask_channels, cfg.fc_std)
+        self.memory_format = torch.contiguous_format
+
+    def to_device(self, device: torch.device) -> "CommunityNet":
+        """The model on `device`. On the CPU its weights, and the images it is given, are channels_last
+        (NHWC): oneDNN's convolutions run faster that way (benchmarks/test_bench_model.py times both)."""
+        self.memory_format = torch.channels_last if torch.device(device).type == "cpu" else torch.contiguous_format
+        return self.to(device=device, memory_format=self.memory_format)
 
     # ---- shared pieces -------------------------------------------------------------------------
     def features(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.backbone.trunk(images)
+        return self.backbone.trunk(images.contiguous(memory_format=self.memory_format))
 
     def _res5(self, res4: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         pooled = ops.roi_pool(res4.float(), rois, 7, 1.0 / self.backbone.strides["res4"])
@@ -92,12 +99,12 @@ class CommunityNet(nn.Module):
             loss["cls"] = loss["cls"] + losses.midn_loss(z.sum(0), y)
             prev = z.detach()  # each branch learns from the one before it (Eq.4), the first from MIDN
             for logits in refine_logits:
-                lab, w, _, _ = ops.oicr_assign(boxes, prev, y, cfg.fg_thresh, cfg.bg_thresh)
+                lab, w, _, _ = self.assign(boxes, prev, y)
                 loss["refine"] = loss["refine"] + losses.refine_loss(logits[rows], lab, w)
                 prev = F.softmax(logits[rows].detach().float(), 1)[:, 1:]
             # the pseudo-labels of IMG and the regressor (Sec. 3.3.2)
             mean = mean_refinement_scores([logits[rows].detach() for logits in refine_logits])
-            lab, _, seed, max_iou = ops.oicr_assign(boxes, mean[:, 1:].contiguous(), y, cfg.fg_thresh, cfg.bg_thresh)
+            lab, _, seed, max_iou = self.assign(boxes, mean[:, 1:].contiguous(), y)
             if offsets is not None:
                 paired = max_iou > cfg.reg_iou
                 target = losses.encode(boxes, boxes[seed])
@@ -115,6 +122,13 @@ class CommunityNet(nn.Module):
             loss.update(self._mask_losses(images, res3, res4, f5, rois, sel, out))
             out["selection"] = sel
         return loss, out
+
+    def assign(self, boxes, scores, y):
+        """The pseudo-labels of one image (labels, weights, seed row, IoU with it) from `scores [R, C]`."""
+        cfg = self.cfg
+        if cfg.pseudo_seeds == "mist":
+            return ops.multi_seed_assign(boxes, scores, y, cfg.fg_thresh, cfg.bg_thresh, cfg.seed_top, cfg.seed_nms)
+        return ops.oicr_assign(boxes, scores, y, cfg.fg_thresh, cfg.bg_thresh)
 
     def _class_offsets(self, offsets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The offsets of each proposal's pseudo class (class-specific regressor) or the only ones."""

@@ -1,4 +1,6 @@
-"""oicr_assign: the targets of an OICR refinement branch (paper A.2.3, docs/DESIGN.md §2)."""
+"""oicr_assign: the targets of an OICR refinement branch (paper A.2.3, docs/DESIGN.md §2), and
+multi_seed_assign: the same targets from several seeds per class (MIST's rule)."""
+import math
 from typing import Tuple
 
 import torch
@@ -6,6 +8,23 @@ import torch
 from . import _checks
 from ._backend import use_triton_for
 from ._library import ops
+from .boxes import box_iou, nms
+
+
+def _check_assign(boxes, scores, image_labels, fg_thresh, bg_thresh) -> None:
+    _checks.tensor(boxes, "boxes", (2,), last=4)
+    _checks.tensor(scores, "scores", (2,))
+    _checks.tensor(image_labels, "image_labels", (1,), floating=False)
+    _checks.length(scores, "scores", boxes.shape[0], "box")
+    if image_labels.shape[0] != scores.shape[1]:
+        raise ValueError(
+            f"image_labels must have {scores.shape[1]} entries (one per column of scores), "
+            f"got shape {tuple(image_labels.shape)}"
+        )
+    _checks.same_device(("boxes", boxes), ("scores", scores), ("image_labels", image_labels))
+    _checks.same_dtype(("boxes", boxes), ("scores", scores))
+    if not 0.0 <= bg_thresh <= fg_thresh:
+        raise ValueError(f"need 0 <= bg_thresh <= fg_thresh, got bg_thresh={bg_thresh}, fg_thresh={fg_thresh}")
 
 
 def oicr_assign(
@@ -24,22 +43,52 @@ def oicr_assign(
     IoU >= fg_thresh, else 0), `weights` (the seed's score; 0 where IoU < bg_thresh),
     `seed_index` (int64 row of the seed) and `max_iou`. Two empty boxes count as IoU 0.
     """
-    _checks.tensor(boxes, "boxes", (2,), last=4)
-    _checks.tensor(scores, "scores", (2,))
-    _checks.tensor(image_labels, "image_labels", (1,), floating=False)
-    _checks.length(scores, "scores", boxes.shape[0], "box")
-    if image_labels.shape[0] != scores.shape[1]:
-        raise ValueError(
-            f"image_labels must have {scores.shape[1]} entries (one per column of scores), "
-            f"got shape {tuple(image_labels.shape)}"
-        )
-    _checks.same_device(("boxes", boxes), ("scores", scores), ("image_labels", image_labels))
-    _checks.same_dtype(("boxes", boxes), ("scores", scores))
-    if not 0.0 <= bg_thresh <= fg_thresh:
-        raise ValueError(f"need 0 <= bg_thresh <= fg_thresh, got bg_thresh={bg_thresh}, fg_thresh={fg_thresh}")
+    _check_assign(boxes, scores, image_labels, fg_thresh, bg_thresh)
     if use_triton_for(boxes):
         return torch.ops.wsis_triton.oicr_assign(boxes, scores, image_labels, float(fg_thresh), float(bg_thresh))
     return ops.oicr_assign(boxes, scores, image_labels, float(fg_thresh), float(bg_thresh))
+
+
+def multi_seed_assign(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    image_labels: torch.Tensor,
+    fg_thresh: float = 0.5,
+    bg_thresh: float = 0.1,
+    top: float = 0.15,
+    seed_nms: float = 0.2,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`oicr_assign`'s targets from several seeds per present class (Ren et al., MIST, CVPR 2020).
+
+    A class's seeds are its `ceil(top * R)` highest-scoring proposals (ties: lowest row) after
+    greedy NMS at IoU `seed_nms`; OICR keeps only the first. Each proposal then takes the seed it
+    overlaps most (ties: the earlier class, then the higher-scoring seed), with OICR's thresholds and
+    weights. Same inputs, checks and outputs as `oicr_assign`; built from `box_iou` and `nms`.
+    """
+    _check_assign(boxes, scores, image_labels, fg_thresh, bg_thresh)
+    if not 0.0 < top <= 1.0:
+        raise ValueError(f"top must be in (0, 1], got {top}")
+    classes = torch.nonzero(image_labels == 1).flatten().tolist()
+    if not classes:
+        raise ValueError("image_labels has no positive class")
+    r = boxes.shape[0]
+    if r == 0:
+        e = boxes.new_empty(0)
+        return e.long(), scores.new_empty(0), e.long(), e
+    k = max(1, math.ceil(top * r))
+    seeds, seed_classes = [], []
+    for c in classes:
+        order = torch.sort(scores[:, c], descending=True, stable=True).indices[:k]
+        keep = order[nms(boxes[order], scores[order, c].contiguous(), seed_nms)]
+        seeds.append(keep)
+        seed_classes.append(torch.full_like(keep, c))
+    seeds, seed_classes = torch.cat(seeds), torch.cat(seed_classes)
+    iou = torch.nan_to_num(box_iou(boxes, boxes[seeds]), nan=0.0)
+    max_iou, j = iou.max(1)  # the first maximum: the earlier class, then its higher-scoring seed
+    labels = torch.where(max_iou >= fg_thresh, seed_classes[j] + 1, 0)
+    weights = scores[seeds[j], seed_classes[j]]
+    weights = torch.where(max_iou < bg_thresh, torch.zeros_like(weights), weights)
+    return labels, weights, seeds[j], max_iou
 
 
 @torch.library.register_fake("wsis::oicr_assign")
