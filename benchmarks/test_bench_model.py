@@ -37,7 +37,9 @@ def _batch(h, w, r, c, device, images=2):
     rois = torch.cat([torch.cat([torch.full((r, 1), float(i), device=device), b], 1) for i, b in enumerate(boxes)])
     labels = torch.zeros(images, c, device=device)
     labels[:, 0] = labels[-1, 1] = 1
-    return torch.randn(images, 3, h, w, device=device), rois, [r] * images, labels
+    y, x = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    grid = torch.stack([(y // k) * 1000 + x // k + 10**6 * g for g, k in enumerate((12, 24, 48))]).int()  # 3 granularities
+    return torch.randn(images, 3, h, w, device=device), rois, [r] * images, labels, [grid] * images
 
 
 @pytest.mark.parametrize("layout", ["placed", "nchw"])  # placed: to_device's choice (channels_last on the CPU)
@@ -51,12 +53,12 @@ def test_train_iteration(run, device, name, layout, benchmark):
         model.memory_format = torch.contiguous_format
         model.to(memory_format=model.memory_format)
     opt, _ = build_optimizer(cfg, model)
-    images, rois, counts, labels = _batch(h, w, r, c, device)
+    images, rois, counts, labels, segments = _batch(h, w, r, c, device)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
 
     def step():
         with amp:
-            losses, _ = model(images, rois, counts, labels, torch.Generator().manual_seed(0))
+            losses, _ = model(images, rois, counts, labels, torch.Generator().manual_seed(0), segments)
         opt.zero_grad()
         sum(losses.values()).backward()
         opt.step()

@@ -8,6 +8,7 @@ from conftest import needs_timm
 from wsis import config as config_lib
 from wsis.model import CommunityNet
 from wsis.model.losses import decode, encode
+import wsis.ops as W
 from wsis.ops import reference as ref
 
 needs_timm()
@@ -17,10 +18,21 @@ ITERS = 150
 
 
 def tiny(*overrides, classes=C, seed=0):
+    """A small network; without snapping unless asked (it needs each image's segments: `blocks`)."""
     cfg = config_lib.load(None, ["model.backbone.weights=none", "model.img_dim=8", "model.seg_dim=8",
-                                 "model.regressor_dim=8", "model.fc_std=0.05", *overrides])  # fmt: skip
+                                 "model.regressor_dim=8", "model.fc_std=0.05", "model.snap_pseudo_masks=false",
+                                 *overrides])  # fmt: skip
     torch.manual_seed(seed)
     return CommunityNet(cfg.model, classes), cfg.model
+
+
+def blocks(images):
+    """Segment ids of each image at two granularities: 16-pixel squares and 8-pixel columns."""
+    _, _, h, w = images.shape
+    y, x = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    squares = (y // 16) * 100 + x // 16
+    columns = 10_000 + x // 8
+    return [torch.stack([squares, columns]).int() for _ in range(len(images))]
 
 
 def batch(seed=0, n=(7, 5)):
@@ -40,6 +52,11 @@ def batch(seed=0, n=(7, 5)):
 def by_hand(model, cfg, rois, counts, labels, out):
     """Eq.3-9 written out with plain loops over the model's raw outputs."""
     total = {"cls": 0.0, "refine": 0.0, "reg": 0.0}
+    if cfg.pseudo_seeds == "mist":  # the op itself is checked against loops in test_oicr_assign.py
+        def assign(b, s, y):
+            return W.multi_seed_assign(b, s, y, cfg.fg_thresh, cfg.bg_thresh, cfg.seed_top, cfg.seed_nms)
+    else:
+        assign = ref.oicr_assign
     start = 0
     for b, n in enumerate(counts):
         rows = range(start, start + n)
@@ -57,13 +74,13 @@ def by_hand(model, cfg, rois, counts, labels, out):
         )  # Eq.3
         prev, probs = z, []
         for logits in out["refine_logits"]:
-            lab, w, _, _ = ref.oicr_assign(boxes, prev, labels[b])
+            lab, w, _, _ = assign(boxes, prev, labels[b])
             x = torch.softmax(logits[start : start + n], 1)
             total["refine"] += -sum(w[i] * math.log(x[i, lab[i]]) for i in range(n)) / n  # Eq.4
             probs.append(x)
             prev = x[:, 1:]
         mean = torch.stack(probs).mean(0)
-        _, _, seed, iou = ref.oicr_assign(boxes, mean[:, 1:], labels[b])
+        _, _, seed, iou = assign(boxes, mean[:, 1:].contiguous(), labels[b])
         reg, paired = 0.0, 0
         for i in range(n):
             if iou[i] > cfg.reg_iou:  # Eq.5 with the R-CNN offsets of Eq.14
@@ -105,11 +122,12 @@ def by_hand(model, cfg, rois, counts, labels, out):
 
 
 @pytest.mark.parametrize("options", [("model.seg_channels=all", "model.reg_norm=all", "model.snap_pseudo_masks=false"),  # as printed
-                                     ()])  # the CPU default
+                                     ("model.snap_pseudo_masks=true",),  # the CPU default
+                                     ("model.pseudo_seeds=mist", "model.seed_top=0.5")])  # several seeds per class
 def test_losses_match_a_hand_computation_of_eq3_to_eq9(options):
     model, cfg = tiny("model.img_loss_weight=0.3", "model.seg_loss_weight=2.0", *options)  # unequal: a swap would show
     images, rois, counts, labels = batch()
-    loss, out = model(images, rois, counts, labels, torch.Generator().manual_seed(0))
+    loss, out = model(images, rois, counts, labels, torch.Generator().manual_seed(0), blocks(images))
     plain = {k: [x.detach() for x in v] if isinstance(v, list) else (v.detach() if torch.is_tensor(v) else v)
              for k, v in out.items()}  # fmt: skip
     expected = by_hand(model, cfg, rois, counts, labels, plain)
@@ -252,20 +270,19 @@ def test_pairwise_term_trains_the_segmentation_head_only():
 
 
 @pytest.mark.parametrize("override", ["model.seg_channels=some", "model.reg_norm=none", "model.pairwise_weight=-1",
-                                      "model.pairwise_tau=0"])  # fmt: skip
+                                      "model.pairwise_tau=0", "model.pseudo_seeds=pcl", "model.seed_top=0"])  # fmt: skip
 def test_bad_mask_and_regression_options_are_named(override):
     with pytest.raises(ValueError, match=override.split("=")[0].replace(".", r"\.")):
         config_lib.load(None, [override])
 
 
 def test_snapped_pseudo_masks_are_segments_of_the_image():
-    pytest.importorskip("cv2", reason="opencv-contrib-python-headless is not installed")
     images, rois, counts, labels = batch()
-    images[:, :, :, :40] = -3.0  # two flat halves (black and white once un-normalised): the segments
-    images[:, :, :, 40:] = 3.0
-    plain, _ = tiny("model.snap_pseudo_masks=false")
-    model, cfg = tiny()  # the default snaps
-    loss, out = model(images, rois, counts, labels, torch.Generator().manual_seed(0))
+    halves = torch.zeros(1, *images.shape[-2:], dtype=torch.int32)
+    halves[..., 40:] = 1  # one granularity: the left and right halves of each image
+    plain, _ = tiny()
+    model, cfg = tiny("model.snap_pseudo_masks=true")
+    loss, out = model(images, rois, counts, labels, torch.Generator().manual_seed(0), [halves, halves])
     loss_plain, out_plain = plain(images, rois, counts, labels, torch.Generator().manual_seed(0))
     sel = out["selection"]
     fg = torch.nonzero(sel.classes > 0).flatten()
@@ -276,3 +293,10 @@ def test_snapped_pseudo_masks_are_segments_of_the_image():
     for i in fg.tolist():  # each foreground mask is now one of the roi's segments: a run of whole columns
         m = snapped[i]
         assert (m.all(0) | ~m.any(0)).all()
+
+
+def test_snapping_without_segments_is_a_clear_error():
+    images, rois, counts, labels = batch()
+    model, _ = tiny("model.snap_pseudo_masks=true")
+    with pytest.raises(ValueError, match="graph segments of every image"):
+        model(images, rois, counts, labels, torch.Generator().manual_seed(0))

@@ -80,3 +80,80 @@ def test_oicr_assign_opcheck(device):
     boxes, scores = random_boxes(20, device=device), torch.rand(20, 5, device=device)
     labels = torch.tensor([0, 1, 0, 1, 1.0], device=device)
     torch.library.opcheck(torch.ops.wsis.oicr_assign.default, (boxes, scores, labels, 0.5, 0.1))
+
+
+def _multi_seed_loops(boxes, scores, image_labels, fg_thresh, bg_thresh, top, seed_nms):
+    """multi_seed_assign written out with loops over Python lists."""
+    b, s = boxes.tolist(), scores.tolist()
+    r = len(b)
+
+    def iou(p, q):
+        ix = max(0.0, min(p[2], q[2]) - max(p[0], q[0]))
+        iy = max(0.0, min(p[3], q[3]) - max(p[1], q[1]))
+        union = (p[2] - p[0]) * (p[3] - p[1]) + (q[2] - q[0]) * (q[3] - q[1]) - ix * iy
+        return ix * iy / union if union > 0 else 0.0
+
+    seeds = []  # (row, class) in order: classes ascending, then decreasing score
+    for c in [c for c in range(len(image_labels)) if image_labels[c] == 1]:
+        order = sorted(range(r), key=lambda i: (-s[i][c], i))[:top]
+        kept = []
+        for i in order:
+            if all(iou(b[i], b[j]) <= seed_nms for j in kept):
+                kept.append(i)
+        seeds += [(i, c) for i in kept]
+    out = []
+    for i in range(r):
+        ious = [iou(b[i], b[j]) for j, _ in seeds]
+        best = max(ious)
+        row, c = seeds[ious.index(best)]  # the first seed of highest IoU
+        out.append((c + 1 if best >= fg_thresh else 0, 0.0 if best < bg_thresh else s[row][c], row, best))
+    return [list(x) for x in zip(*out)]
+
+
+def test_multi_seed_assign_hand_made(device):
+    # two instances of class 0 far apart, a box elsewhere and a box over everything
+    boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 12], [50, 50, 60, 60], [51, 50, 61, 60], [80, 0, 90, 10],
+                          [0, 0, 100, 100.0]], device=device)  # fmt: skip
+    scores = torch.tensor([[0.9, 0.3], [0.5, 0.2], [0.8, 0.1], [0.7, 0.1], [0.1, 0.6], [0.2, 0.2]], device=device)
+    y = torch.tensor([1, 0], device=device)
+    labels, weights, seeds, ious = W.multi_seed_assign(boxes, scores, y, top=0.5)
+    # class 0's top 3 are rows 0, 2, 1; NMS at 0.2 drops row 1 (IoU 0.83 with row 0): seeds 0 and 2
+    assert seeds.tolist() == [0, 0, 2, 2, 0, 0]
+    assert labels.tolist() == [1, 1, 1, 1, 0, 0]
+    assert weights.tolist() == pytest.approx([0.9, 0.9, 0.8, 0.8, 0.0, 0.0])  # rows 4, 5: IoU < 0.1, ignored
+    assert ious[3].item() == pytest.approx(90 / 110)
+    assert W.oicr_assign(boxes, scores, y)[0].tolist() == [1, 1, 0, 0, 0, 0]  # one seed misses the second instance
+
+
+def test_multi_seed_assign_with_one_seed_is_oicr(device):
+    g = torch.Generator().manual_seed(3)
+    boxes = random_boxes(40, generator=g).to(device)
+    scores = torch.rand(40, 1, generator=g).to(device)
+    one = torch.ones(1, device=device)
+    _assert_same(W.multi_seed_assign(boxes, scores, one, top=1 / 40), W.oicr_assign(boxes, scores, one))
+
+
+@pytest.mark.parametrize("r,c,top,k", [(1, 1, 0.15, 1), (7, 3, 0.5, 4), (100, 6, 0.15, 15), (300, 20, 0.3, 90)])
+def test_multi_seed_assign_matches_loops(device, r, c, top, k):
+    g = torch.Generator().manual_seed(r + c)
+    boxes = random_boxes(r, dtype=torch.float64, generator=g)
+    scores = torch.rand(r, c, generator=g, dtype=torch.float64)
+    labels = (torch.rand(c, generator=g) < 0.4).long()
+    labels[c // 2] = 1
+    got = W.multi_seed_assign(boxes.to(device), scores.to(device), labels.to(device), 0.5, 0.1, top, 0.2)
+    want = _multi_seed_loops(boxes, scores, labels.tolist(), 0.5, 0.1, k, 0.2)  # k = ceil(top * r)
+    assert got[0].tolist() == want[0] and got[2].tolist() == want[2]
+    assert got[1].tolist() == pytest.approx(want[1]) and got[3].tolist() == pytest.approx(want[3])
+
+
+def test_multi_seed_assign_empty_and_errors(device):
+    got = W.multi_seed_assign(torch.zeros(0, 4, device=device), torch.zeros(0, 2, device=device),
+                              torch.tensor([1, 0], device=device))  # fmt: skip
+    assert all(len(x) == 0 for x in got)
+    boxes, scores = random_boxes(5, device=device), torch.rand(5, 2, device=device)
+    with pytest.raises(ValueError, match="top"):
+        W.multi_seed_assign(boxes, scores, torch.tensor([1, 0], device=device), top=0.0)
+    with pytest.raises(ValueError, match="no positive class"):
+        W.multi_seed_assign(boxes, scores, torch.tensor([0, 0], device=device))
+    with pytest.raises(ValueError, match="image_labels"):
+        W.multi_seed_assign(boxes, scores, torch.tensor([1], device=device))

@@ -1,9 +1,15 @@
 """Pseudo masks snapped to image segments: sampling a roi's segment ids, the best-overlap rule,
-graph segments of a whole image."""
+graph segments of a whole image, their cache and their resizing with the training image."""
+import numpy as np
 import pytest
 import torch
 
-from wsis.model.snapping import image_segments, roi_segment_ids, snap
+from wsis.data import proposals
+from wsis.data import segments as segments_lib
+from wsis.data.synthetic import Settings, generate
+from wsis.data.loader import TrainDataset, resize_ids
+from wsis.config import DataConfig
+from wsis.model.snapping import roi_segment_ids, snap
 
 
 def test_roi_segment_ids_sample_the_cell_centres():
@@ -32,13 +38,40 @@ def test_snap_takes_the_segment_of_highest_iou_at_any_granularity():
     assert torch.equal(snap(empty, ids), empty)
 
 
-def test_image_segments_split_flat_regions_with_ids_unique_across_granularities():
+def test_segment_ids_split_flat_regions_with_ids_unique_across_granularities():
     pytest.importorskip("cv2", reason="opencv-contrib-python-headless is not installed")
-    rgb = torch.zeros(3, 40, 60)
-    rgb[0, :, 30:] = 1.0  # red right half, black left half
-    seg = image_segments(rgb, ks=(100, 1000))
-    assert seg.shape == (2, 40, 60) and seg.dtype == torch.int64
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[:, 30:, 0] = 255  # red right half, black left half
+    seg = torch.from_numpy(segments_lib.segment_ids(rgb, ks=(100, 1000)).astype(np.int64))
+    assert seg.shape == (2, 40, 60)
     for g in range(2):
         assert seg[g, :, :30].unique().numel() == 1 and seg[g, :, 30:].unique().numel() == 1
         assert seg[g, 0, 0] != seg[g, 0, 59]
     assert not set(seg[0].unique().tolist()) & set(seg[1].unique().tolist())
+
+
+def test_resize_ids_samples_cell_centres_then_flips():
+    ids = np.arange(6, dtype=np.uint16).reshape(1, 2, 3)  # [[0 1 2] [3 4 5]]
+    assert resize_ids(ids, 4, 6, False)[0].tolist() == [[0, 0, 1, 1, 2, 2]] * 2 + [[3, 3, 4, 4, 5, 5]] * 2
+    assert resize_ids(ids, 2, 3, True)[0].tolist() == [[2, 1, 0], [5, 4, 3]]
+    assert resize_ids(ids, 1, 2, False).dtype == torch.int32
+
+
+def test_training_samples_carry_cached_segments_resized_and_flipped(tmp_path):
+    pytest.importorskip("cv2", reason="opencv-contrib-python-headless is not installed")
+    root = generate(tmp_path / "d", Settings(num_train=2, num_val=1, min_image=96, max_image=128, min_object=24,
+                                             max_object=60), progress=False)  # fmt: skip
+    proposals.compute(root, "train", jobs=1, progress=False)
+    with pytest.raises(FileNotFoundError, match="no graph segments"):
+        TrainDataset(root, DataConfig(scales=(64,), flip=False), seed=0, segments=True)[0, 0]
+    segments_lib.compute(root, "train", jobs=1, progress=False)
+    cached = segments_lib.load(root, TrainDataset(root, DataConfig(), seed=0).data.image_ids[0])
+    assert cached.dtype == np.uint16 and cached.shape[0] == len(segments_lib.GRAPH_KS)
+    for flip in (False, True):
+        data = TrainDataset(root, DataConfig(scales=(64,), flip=flip), seed=0, segments=True)
+        for epoch in range(4):
+            s = data[epoch, 0]
+            assert s.segments.shape[1:] == s.image.shape[1:]
+            want = resize_ids(cached, *s.image.shape[1:], s.flipped)
+            assert torch.equal(s.segments, want)
+    assert TrainDataset(root, DataConfig(), seed=0)[0, 0].segments is None

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from . import config as config_lib
+from .data import segments
 from .data.prepare import prepare
 from .data.scan import scan
 from .engine import distributed, environment
@@ -99,6 +100,8 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
             train_data = scan(root, cfg.data.train_split, cfg.data.proposal_mode, cfg.data.min_box)  # bad files stop here
             if cfg.evaluate:  # and those that would stop the evaluation at the end
                 scan(root, cfg.data.val_split, cfg.data.proposal_mode, cfg.data.min_box, ground_truth=True)
+            if cfg.model.snap_pseudo_masks:  # once the images are known to decode
+                segments.compute(root, cfg.data.train_split)
             say(f"data: {root.resolve()}")
             if train_data.skipped:
                 say(f"data: {train_data.skipped} images of {cfg.data.train_split} have no label (no non-crowd "

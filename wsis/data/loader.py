@@ -8,14 +8,14 @@ the scales the test config names, each unflipped and, if asked, flipped.
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ..config import DataConfig
-from . import proposals
+from . import proposals, segments
 from .formats import open_split
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -30,6 +30,7 @@ class Sample:
     image_id: str
     scale: float  # this image's pixels per original pixel
     flipped: bool
+    segments: Optional[torch.Tensor] = None  # int32 [G, H, W] graph segment ids of this image (with model.snap_pseudo_masks)
 
 
 def _read_rgb(path: Path) -> Image.Image:
@@ -77,12 +78,22 @@ class _ProposalImages(torch.utils.data.Dataset):
         return image_id, image, boxes, self.data.labels(image_id)
 
 
-class TrainDataset(_ProposalImages):
-    """`data.train_split` of `root` with the training draws of `seed`."""
+def resize_ids(ids: np.ndarray, height: int, width: int, flip: bool) -> torch.Tensor:
+    """Segment ids `[G, h, w]` resized (nearest, at the cell centres) to `height x width`, then mirrored with `flip`."""
+    _, h, w = ids.shape
+    ys = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
+    xs = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
+    out = ids[:, ys[:, None], xs[None, :]]
+    return torch.from_numpy((out[:, :, ::-1] if flip else out).astype(np.int32))
 
-    def __init__(self, root: Union[str, Path], cfg: DataConfig, seed: int):
+
+class TrainDataset(_ProposalImages):
+    """`data.train_split` of `root` with the training draws of `seed`; with `segments`, each sample
+    carries its cached graph segments (`data.segments`), resized and flipped with the image."""
+
+    def __init__(self, root: Union[str, Path], cfg: DataConfig, seed: int, segments: bool = False):
         super().__init__(root, cfg.train_split, cfg, training=True)
-        self.seed = seed
+        self.seed, self.segments = seed, segments
 
     def __getitem__(self, key: Tuple[int, int]) -> Sample:
         """Sample `index` of epoch `epoch`, for a key `(epoch, index)` (what `IterationBatches` yields)."""
@@ -92,7 +103,10 @@ class TrainDataset(_ProposalImages):
         shorter = int(self.cfg.scales[rng.integers(len(self.cfg.scales))])
         flip = bool(self.cfg.flip and rng.random() < 0.5)
         x, b, scale = transform(image, boxes, shorter, self.cfg.max_size, flip)
-        return Sample(x, b, labels, image_id, scale, flip)
+        ids = None
+        if self.segments:
+            ids = resize_ids(segments.load(self.root, image_id), x.shape[1], x.shape[2], flip)
+        return Sample(x, b, labels, image_id, scale, flip, ids)
 
 
 class InferenceDataset(_ProposalImages):

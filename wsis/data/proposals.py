@@ -3,9 +3,8 @@
     python -m wsis.data.proposals --root DIR --split S [--mode fast|quality] [--jobs N]
 
 The cache is one float32 `.npy` per image, `ROOT/proposals/selective_search_<mode>/<id>.npy`,
-raw boxes `[N, 4]` (x1, y1, x2, y2 in continuous pixels) in Selective Search's ranking. Each file
-is written to a temporary name and renamed, so an interrupted run leaves no partial file and the
-next run computes only what is missing.
+raw boxes `[N, 4]` (x1, y1, x2, y2 in continuous pixels) in Selective Search's ranking, written
+atomically (`cache.save_atomic`); a run computes only the missing files.
 
 OpenCV ranks the regions with `level * rand()`, the C library's generator, which is global to the
 process: unseeded, the order (and so which boxes survive `max_boxes`) depends on what the process
@@ -20,13 +19,12 @@ import ctypes.util
 import os
 import threading
 import warnings
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..progress import Progress
+from .cache import compute_missing
 from .formats import open_split
 
 MODES = ("fast", "quality")
@@ -79,26 +77,18 @@ def selective_search(image_path: Path, mode: str = "fast") -> np.ndarray:
     return rects
 
 
-def _compute_one(job):
-    image_path, out, mode = job
+def _selective_search_one_thread(image_path: Path, mode: str) -> np.ndarray:
     import cv2
 
     cv2.setNumThreads(1)  # the pool gives the parallelism
-    boxes = selective_search(image_path, mode)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, boxes)
-    os.replace(tmp, out)  # atomic: a reader sees the old file or the whole new one
-    return len(boxes)
+    return selective_search(image_path, mode)
 
 
 def compute(root: Path, split: str, mode: str = "fast", jobs: Optional[int] = None, progress: bool = True) -> Path:
     """Compute the proposals of every image of `split` that has none cached yet; returns the cache folder."""
     data = open_split(root, split)
     folder = cache_dir(root, mode)
-    todo = [(data.image_path(i), cache_path(root, i, mode), mode) for i in data.image_ids
-            if not cache_path(root, i, mode).is_file()]  # fmt: skip
-    for parent in {out.parent for _, out, _ in todo} | {folder}:
-        parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     stamp = folder / ORDER_STAMP
     if not stamp.is_file():
         if any(folder.rglob("*.npy")):
@@ -107,13 +97,8 @@ def compute(root: Path, split: str, mode: str = "fast", jobs: Optional[int] = No
                           "fresh cache; delete the folder to recompute it in the seeded order", stacklevel=2)  # fmt: skip
         else:
             stamp.touch()  # an empty folder: every file it will hold is computed in the seeded order
-    if not todo:
-        return folder
-    jobs = jobs or os.cpu_count() or 1
-    bar = Progress(len(todo), f"proposals {split}", "img", enabled=progress)
-    with get_context("spawn").Pool(jobs) as pool:
-        for done, _ in enumerate(pool.imap_unordered(_compute_one, todo), 1):
-            bar.update(done)
+    images = [((data.image_path(i), mode), cache_path(root, i, mode)) for i in data.image_ids]
+    compute_missing(_selective_search_one_thread, images, f"proposals {split}", jobs, progress)
     return folder
 
 

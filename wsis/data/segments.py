@@ -1,8 +1,16 @@
 """Graph segments of an image (OpenCV's Felzenszwalb-Huttenlocher): the segment proposals of
-`--postprocess segments` and of the pseudo-mask snapping in training (`model.snap_pseudo_masks`)."""
-from typing import Sequence
+`--postprocess segments` and of the pseudo-mask snapping in training (`model.snap_pseudo_masks`).
+
+Training reads them from a cache computed once per image at its own size, like the proposals:
+`ROOT/segments/graph/<id>.npz`, the `segment_ids` of the image (uint16 `[len(GRAPH_KS), H, W]`).
+"""
+from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
+
+from .cache import compute_missing
+from .formats import open_split
 
 GRAPH_KS = (100, 300, 1000)  # the granularities of the graph segments
 
@@ -23,3 +31,44 @@ def graph_segments(image: np.ndarray, ks: Sequence[float] = GRAPH_KS, sigma: flo
         seg = graph_labels(image, k, sigma, min_size)
         out += [seg == i for i in range(int(seg.max()) + 1)]
     return np.stack(out)
+
+
+def segment_ids(image: np.ndarray, ks: Sequence[float] = GRAPH_KS) -> np.ndarray:
+    """The `graph_labels` of an RGB uint8 image at each granularity, uint16 `[len(ks), H, W]`, with ids
+    unique across granularities (cells that share an id lie in one segment)."""
+    maps, offset = [], 0
+    for k in ks:
+        labels = graph_labels(np.ascontiguousarray(image), k)
+        maps.append(labels + offset)
+        offset += int(labels.max()) + 1
+    if offset > np.iinfo(np.uint16).max + 1:
+        raise ValueError(f"{offset} graph segments in an image of {image.shape[1]}x{image.shape[0]}: more than uint16 holds")
+    return np.stack(maps).astype(np.uint16)
+
+
+def cache_path(root: Path, image_id: str) -> Path:
+    return Path(root) / "segments" / "graph" / f"{image_id}.npz"
+
+
+def _segment_ids_one_thread(image_path: Path) -> np.ndarray:
+    import cv2
+    from PIL import Image
+
+    cv2.setNumThreads(1)  # the pool gives the parallelism
+    with Image.open(image_path) as im:
+        return segment_ids(np.asarray(im.convert("RGB")))
+
+
+def compute(root: Path, split: str, jobs: Optional[int] = None, progress: bool = True) -> None:
+    """Cache the segment ids of every image of `split` that has none yet."""
+    data = open_split(root, split)
+    images = [((data.image_path(i),), cache_path(root, i)) for i in data.image_ids]
+    compute_missing(_segment_ids_one_thread, images, f"segments {split}", jobs, progress)
+
+
+def load(root: Path, image_id: str) -> np.ndarray:
+    path = cache_path(root, image_id)
+    if not path.is_file():
+        raise FileNotFoundError(f"no graph segments for {image_id}: {path} (training computes them first)")
+    with np.load(path) as f:
+        return f["array"]

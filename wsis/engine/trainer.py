@@ -66,7 +66,7 @@ class Trainer:
     def __init__(self, cfg: Config, run: RunFolder, root, world: World, device: torch.device,
                  evaluate: Optional[Callable[..., float]] = None):  # fmt: skip
         self.cfg, self.run, self.world, self.device = cfg, run, world, device
-        self.data = TrainDataset(root, cfg.data, cfg.seed)
+        self.data = TrainDataset(root, cfg.data, cfg.seed, segments=cfg.model.snap_pseudo_masks)
         self.classes = self.data.data.classes
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.model = CommunityNet(cfg.model, len(self.classes)).to_device(device)
@@ -131,8 +131,9 @@ class Trainer:
         labels = batch.labels.to(self.device, non_blocking=True)
         counts = [len(x.boxes) for x in batch.samples]
         gen = iteration_generator(self.cfg.seed, self.iteration, self.world.rank)
+        segments = [s.segments for s in batch.samples] if self.cfg.model.snap_pseudo_masks else None
         with self._autocast():
-            losses, _ = model(images, rois, counts, labels, gen)
+            losses, _ = model(images, rois, counts, labels, gen, segments)
         total = sum(losses.values())
         if not math.isfinite(total.item()):
             parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())

@@ -1,6 +1,6 @@
 """The community network (Sec. 3, docs/DESIGN.md §1): backbone, detector, IMG and segmentation, and Eq.2."""
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,7 @@ from .backbone import Backbone
 from .heads import DetectionHead, MaskGenerator, SegmentationHead, mean_refinement_scores, midn_scores
 
 
-# the loader's normalisation, undone for the colours of the pairwise term and of pseudo-mask snapping
+# the loader's normalisation, undone for the colours of the pairwise term
 _MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
@@ -76,11 +76,13 @@ class CommunityNet(nn.Module):
 
     # ---- training ------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor, rois: torch.Tensor, counts: List[int], labels: torch.Tensor,
-                generator: Optional[torch.Generator] = None) -> Tuple[Dict[str, torch.Tensor], Dict[str, object]]:  # fmt: skip
+                generator: Optional[torch.Generator] = None, segments: Optional[Sequence[torch.Tensor]] = None,
+                ) -> Tuple[Dict[str, torch.Tensor], Dict[str, object]]:  # fmt: skip
         """Eq.2 on a batch: (losses by name, intermediate outputs for inspection).
 
         `rois [K,5]` hold the proposals of each image in turn (`counts[i]` of image i), `labels
-        [B,C]` the image-level labels; `generator` draws the background samples of IMG/seg.
+        [B,C]` the image-level labels; `generator` draws the background samples of IMG/seg;
+        `segments[i]` the graph segment ids `[G, H, W]` of image i, for `snap_pseudo_masks`.
         """
         cfg = self.cfg
         res3, res4 = self.features(images)
@@ -119,7 +121,7 @@ class CommunityNet(nn.Module):
         out = {"cls_logits": cls_logits, "det_logits": det_logits, "refine_logits": refine_logits, "offsets": offsets}
         if self.img is not None:
             sel = Selection(torch.cat(picked), torch.cat(picked_cls))
-            loss.update(self._mask_losses(images, res3, res4, f5, rois, sel, out))
+            loss.update(self._mask_losses(images, res3, res4, f5, rois, sel, out, segments))
             out["selection"] = sel
         return loss, out
 
@@ -157,7 +159,7 @@ class CommunityNet(nn.Module):
         bg = cand[order[: cfg.bg_per_image]]
         return torch.cat([fg, bg]), torch.cat([fg_cls, torch.zeros_like(bg)])
 
-    def _mask_losses(self, images, res3, res4, f5, rois, sel: Selection, out) -> Dict[str, torch.Tensor]:
+    def _mask_losses(self, images, res3, res4, f5, rois, sel: Selection, out, segments) -> Dict[str, torch.Tensor]:
         """Eq.7-8 (IMG vs the detector's pseudo-labels), Eq.9 (segmentation vs the Eq.1 masks) and,
         when weighted, the pairwise colour term on the foreground proposals' masks."""
         cfg = self.cfg
@@ -172,16 +174,18 @@ class CommunityNet(nn.Module):
             rows = torch.arange(len(channel), device=channel.device)
             own = seg_logits[rows, channel]  # [S, T, T]: each proposal's class-specific mask
             fg = sel.classes > 0
-            if cfg.snap_pseudo_masks or cfg.pairwise_weight > 0:  # both compare the image's colours
-                rgb = images.float() * _STD.to(images.device) + _MEAN.to(images.device)
             if cfg.snap_pseudo_masks:
+                if segments is None or len(segments) != len(images) or any(x is None for x in segments):
+                    raise ValueError("model.snap_pseudo_masks needs the graph segments of every image of the batch "
+                                     "(TrainDataset(..., segments=True) loads them)")  # fmt: skip
                 masks = masks.clone()
-                masks[rows[fg], channel[fg]] = snapping.snap_masks(rgb, rois[sel.index][fg], masks[rows[fg], channel[fg]])
+                masks[rows[fg], channel[fg]] = snapping.snap_masks(segments, rois[sel.index][fg], masks[rows[fg], channel[fg]])
             if cfg.seg_channels == "assigned":
                 result["seg"] = cfg.seg_loss_weight * losses.seg_loss(own[:, None], masks[rows, channel][:, None])
             else:
                 result["seg"] = cfg.seg_loss_weight * losses.seg_loss(seg_logits, masks)
             if cfg.pairwise_weight > 0:
+                rgb = images.float() * _STD.to(images.device) + _MEAN.to(images.device)
                 lab = pairwise.rgb_to_lab(rgb)
                 colours = pairwise.roi_colours(lab, rois[sel.index][fg].float(), cfg.mask_size)
                 result["pairwise"] = cfg.pairwise_weight * pairwise.pairwise_loss(own[fg], colours, cfg.pairwise_tau)

@@ -1,34 +1,16 @@
 """Pseudo masks snapped to image segments (a training-time form of the paper's segment post-processing).
 
 Each foreground proposal's Eq.1 mask is replaced by the graph segment of the image (OpenCV's
-Felzenszwalb-Huttenlocher, at the granularities that `--postprocess segments` uses, on the image
-scaled by SCALE) that overlaps it best on the proposal's T x T grid, so that the segmentation head
-learns outlines rather than the blob of a CAM. It is not in the paper: `model.snap_pseudo_masks`
-turns it on.
+Felzenszwalb-Huttenlocher at the granularities of `--postprocess segments`, computed once per image
+at its own size and cached: `data.segments`) that overlaps it best on the proposal's T x T grid, so
+that the segmentation head learns outlines rather than the blob of a CAM. It is not in the paper:
+`model.snap_pseudo_masks` turns it on.
 """
 from typing import Sequence
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..data.segments import GRAPH_KS, graph_labels
 from .pairwise import cell_centres
-
-# Segments are computed at half the training scale: 4x cheaper, and for the synthetic default (trained
-# at about 1.5x its images' size) close to the images' own size, where `--postprocess segments` works.
-SCALE = 0.5
-
-
-def image_segments(rgb: torch.Tensor, ks: Sequence[float] = GRAPH_KS) -> torch.Tensor:
-    """Segment ids int64 `[len(ks), H, W]` of an RGB image `[3, H, W]` in [0, 1], ids unique across granularities."""
-    image = (rgb.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    maps, offset = [], 0
-    for k in ks:
-        labels = graph_labels(np.ascontiguousarray(image), k)
-        maps.append(torch.from_numpy(labels.astype(np.int64)) + offset)
-        offset += int(labels.max()) + 1
-    return torch.stack(maps)
 
 
 def roi_segment_ids(segments: torch.Tensor, roi: torch.Tensor, size: int) -> torch.Tensor:
@@ -56,16 +38,10 @@ def snap(mask: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return (ids == unique[best]).any(0)
 
 
-def snap_masks(rgb: torch.Tensor, rois: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Each pseudo mask `[N, T, T]` of `rois [N, 5]` (batch index, box in the pixels of `rgb [B, 3, H, W]`,
-    in [0, 1]) replaced by its best-overlapping segment of the image."""
+def snap_masks(segments: Sequence[torch.Tensor], rois: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Each pseudo mask `[N, T, T]` of `rois [N, 5]` (batch index, box) replaced by its best-overlapping
+    segment of `segments[batch index]` (`[G, H, W]` ids in the pixels of the boxes)."""
     if len(rois) == 0:
         return masks
-    small = F.interpolate(rgb, scale_factor=SCALE, mode="area", recompute_scale_factor=False)
-    rx, ry = small.shape[-1] / rgb.shape[-1], small.shape[-2] / rgb.shape[-2]
-    ratio = rois.new_tensor([rx, ry, rx, ry])
-    segments = {b: image_segments(small[b]) for b in rois[:, 0].long().unique().tolist()}
-    out = [snap(m.bool().cpu(), roi_segment_ids(segments[int(r[0])], r[1:] * ratio, m.shape[-1]))
-           for m, r in zip(masks, rois)]  # fmt: skip
+    out = [snap(m.bool().cpu(), roi_segment_ids(segments[int(r[0])], r[1:], m.shape[-1])) for m, r in zip(masks, rois)]
     return torch.stack(out).to(masks)
-

@@ -75,7 +75,7 @@ def multi_seed_assign(
     if r == 0:
         e = boxes.new_empty(0)
         return e.long(), scores.new_empty(0), e.long(), e
-    k = max(1, math.ceil(top * r))
+    k = max(1, math.ceil(top * r - 1e-9))  # 0.15 * 100 is 15.000000000000002 in floating point
     seeds, seed_classes = [], []
     for c in classes:
         order = torch.sort(scores[:, c], descending=True, stable=True).indices[:k]

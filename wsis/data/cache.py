@@ -1,0 +1,43 @@
+"""Per-image arrays computed once and cached as files (proposals, graph segments).
+
+Each file is written to a temporary name and renamed, so an interrupted run leaves no partial file
+and the next run computes only what is missing.
+"""
+import os
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..progress import Progress
+
+
+def save_atomic(path: Path, array: np.ndarray) -> None:
+    """`array` as `path`: `.npy`, or zip-compressed `.npz` (one entry, `array`)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, array=array) if path.suffix == ".npz" else np.save(f, array)
+    os.replace(tmp, path)  # a reader sees the old file or the whole new one
+
+
+def _compute_one(job):
+    work, args, out = job
+    array = work(*args)
+    save_atomic(out, array)
+    return len(array)
+
+
+def compute_missing(work: Callable[..., np.ndarray], jobs: Sequence[Tuple[tuple, Path]], what: str,
+                    processes: Optional[int] = None, progress: bool = True) -> None:  # fmt: skip
+    """`work(*args)` saved to `out` for every `(args, out)` of `jobs` whose file is missing, in a pool
+    of `processes` (default: one per CPU); `work` must be a module-level function (it is pickled)."""
+    todo = [(work, args, out) for args, out in jobs if not out.is_file()]
+    if not todo:
+        return
+    for parent in {out.parent for _, _, out in todo}:
+        parent.mkdir(parents=True, exist_ok=True)
+    bar = Progress(len(todo), what, "img", enabled=progress)
+    with get_context("spawn").Pool(processes or os.cpu_count() or 1) as pool:
+        for done, _ in enumerate(pool.imap_unordered(_compute_one, todo), 1):
+            bar.update(done)
