@@ -270,10 +270,13 @@ def test_pairwise_term_trains_the_segmentation_head_only():
 
 
 @pytest.mark.parametrize("override", ["model.seg_channels=some", "model.reg_norm=none", "model.pairwise_weight=-1",
-                                      "model.pairwise_tau=0", "model.pseudo_seeds=pcl", "model.seed_top=0"])  # fmt: skip
+                                      "model.pairwise_tau=0", "model.pseudo_seeds=pcl", "model.seed_top=0",
+                                      "model.reg_target=box"])  # fmt: skip
 def test_bad_mask_and_regression_options_are_named(override):
     with pytest.raises(ValueError, match=override.split("=")[0].replace(".", r"\.")):
         config_lib.load(None, [override])
+    with pytest.raises(ValueError, match="segment needs model.snap_pseudo_masks=true"):
+        config_lib.load(None, ["model.reg_target=segment", "model.snap_pseudo_masks=false"])
 
 
 def test_snapped_pseudo_masks_are_segments_of_the_image():
@@ -300,3 +303,31 @@ def test_snapping_without_segments_is_a_clear_error():
     model, _ = tiny("model.snap_pseudo_masks=true")
     with pytest.raises(ValueError, match="graph segments of every image"):
         model(images, rois, counts, labels, torch.Generator().manual_seed(0))
+
+
+def test_segment_regression_targets_take_the_segment_extent_within_the_growth_limit():
+    model, _ = tiny("model.snap_pseudo_masks=true", "model.reg_target=segment")
+    boxes = torch.tensor([[10.0, 10, 20, 20], [0, 0, 10, 10], [50, 50, 60, 60], [30, 30, 40, 40]])
+    out = {"segment_rows": torch.tensor([0, 1, 2]),
+           "segment_boxes": torch.tensor([[5.0, 5, 25, 25],  # 4x the area, holds the centre: taken
+                                          [0, 0, 100, 100],  # 100x: a leak into the background, kept as is
+                                          [float("nan")] * 4])}  # no segment  # fmt: skip
+    targets = model._regression_targets(boxes, out)
+    assert targets.tolist() == [[5, 5, 25, 25], [0, 0, 10, 10], [50, 50, 60, 60], [30, 30, 40, 40]]
+    seed_model, _ = tiny("model.snap_pseudo_masks=true")
+    assert torch.equal(seed_model._regression_targets(boxes, out), boxes)
+
+
+def test_segment_regression_targets_train():
+    images, rois, counts, labels = batch()
+    losses = {}
+    for target in ("seed", "segment"):
+        model, _ = tiny("model.snap_pseudo_masks=true", f"model.reg_target={target}")
+        loss, out = model(images, rois, counts, labels, torch.Generator().manual_seed(0), blocks(images))
+        assert torch.isfinite(loss["reg"])
+        losses[target] = loss["reg"].item()
+        if target == "segment":
+            assert len(out["segment_rows"]) == int((out["selection"].classes > 0).sum())
+            sum(loss.values()).backward()
+            assert model.detector.regressor[-1].weight.grad.abs().sum() > 0
+    assert losses["segment"] != losses["seed"]  # the 16-px squares reach beyond the seeds' boxes

@@ -121,6 +121,10 @@ class ModelConfig:
     # Eq.5's 1/|R|: over all proposals ("all", as printed: a few paired of 100 leave the loss near 1e-3)
     # or over the paired ones ("paired"), as Fast R-CNN's box loss (README, Results)
     reg_norm: str = "paired"
+    # Eq.5's target box for the proposals paired with a seed: the seed's box ("seed", the paper) or,
+    # with snapping, the whole-image extent of the segment its pseudo mask snapped to ("segment"),
+    # where that extent holds the seed's centre and is at most SEGMENT_GROWTH times its area
+    reg_target: str = "seed"
 
 
 @dataclass
@@ -200,6 +204,9 @@ class Config:
         if m.pseudo_seeds not in ("oicr", "mist") or not 0 < m.seed_top <= 1:
             raise ValueError(f"model.pseudo_seeds must be oicr or mist and model.seed_top in (0, 1], got "
                              f"{m.pseudo_seeds!r} and {m.seed_top}")  # fmt: skip
+        if m.reg_target not in ("seed", "segment") or (m.reg_target == "segment" and not (m.snap_pseudo_masks and m.img)):
+            raise ValueError(f"model.reg_target must be seed or segment (segment needs model.snap_pseudo_masks=true "
+                             f"and model.img=true), got {m.reg_target!r}")  # fmt: skip
         if m.reg_norm not in ("all", "paired"):
             raise ValueError(f"model.reg_norm must be all or paired, got {m.reg_norm!r}")
         if m.pairwise_weight < 0 or not 0 < m.pairwise_tau <= 1:

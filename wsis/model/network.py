@@ -14,9 +14,18 @@ from .backbone import Backbone
 from .heads import DetectionHead, MaskGenerator, SegmentationHead, mean_refinement_scores, midn_scores
 
 
+# model.reg_target=segment: the largest growth (in area) from a seed's box to its segment's extent
+# that Eq.5 takes as a target. A ring's inner hole, the part the detector tends to pick, is about a
+# quarter of the ring's box; a segment that leaks into the background grows much more.
+SEGMENT_GROWTH = 5.0
+
 # the loader's normalisation, undone for the colours of the pairwise term
 _MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+
+def _area(boxes: torch.Tensor) -> torch.Tensor:
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
 @dataclass
@@ -92,7 +101,7 @@ class CommunityNet(nn.Module):
         loss = {"cls": zero, "refine": zero}
         if offsets is not None:
             loss["reg"] = zero
-        picked, picked_cls = [], []
+        picked, picked_cls, pairs = [], [], []
         start = 0
         for b, n in enumerate(counts):
             rows = slice(start, start + n)
@@ -108,22 +117,40 @@ class CommunityNet(nn.Module):
             mean = mean_refinement_scores([logits[rows].detach() for logits in refine_logits])
             lab, _, seed, max_iou = self.assign(boxes, mean[:, 1:].contiguous(), y)
             if offsets is not None:
-                paired = max_iou > cfg.reg_iou
-                target = losses.encode(boxes, boxes[seed])
-                offs = self._class_offsets(offsets[rows], lab)
-                loss["reg"] = loss["reg"] + losses.regression_loss(offs, target, paired, cfg.reg_norm)
+                pairs.append((rows, lab, seed + start, max_iou > cfg.reg_iou))
             if self.img is not None:
                 idx, cls = self.select(boxes, mean, lab, y, generator)
                 picked.append(idx + start)
                 picked_cls.append(cls)
             start += n
-        loss = {k: v / len(counts) for k, v in loss.items()}
         out = {"cls_logits": cls_logits, "det_logits": det_logits, "refine_logits": refine_logits, "offsets": offsets}
+        mask_losses = {}
         if self.img is not None:
             sel = Selection(torch.cat(picked), torch.cat(picked_cls))
-            loss.update(self._mask_losses(images, res3, res4, f5, rois, sel, out, segments))
+            mask_losses = self._mask_losses(images, res3, res4, f5, rois, sel, out, segments)
             out["selection"] = sel
+        targets = self._regression_targets(rois[:, 1:], out)
+        for rows, lab, seed, paired in pairs:  # Eq.5, per image
+            target = losses.encode(rois[rows, 1:], targets[seed])
+            offs = self._class_offsets(offsets[rows], lab)
+            loss["reg"] = loss["reg"] + losses.regression_loss(offs, target, paired, cfg.reg_norm)
+        loss = {k: v / len(counts) for k, v in loss.items()}
+        loss.update(mask_losses)
         return loss, out
+
+    def _regression_targets(self, boxes: torch.Tensor, out) -> torch.Tensor:
+        """The target box of each roi as a seed: its own box, or its snapped segment's extent
+        (`model.reg_target=segment`) where that holds the box's centre and grows it at most SEGMENT_GROWTH times."""
+        if self.cfg.reg_target != "segment" or "segment_boxes" not in out:
+            return boxes
+        targets = boxes.clone()
+        rows, grown = out["segment_rows"], out["segment_boxes"]
+        own = boxes[rows]
+        cx, cy = (own[:, 0] + own[:, 2]) / 2, (own[:, 1] + own[:, 3]) / 2
+        ok = ((grown[:, 0] <= cx) & (cx <= grown[:, 2]) & (grown[:, 1] <= cy) & (cy <= grown[:, 3])
+              & (_area(grown) <= SEGMENT_GROWTH * _area(own)))  # NaN (no segment) compares false  # fmt: skip
+        targets[rows[ok]] = grown[ok].to(targets.dtype)
+        return targets
 
     def assign(self, boxes, scores, y):
         """The pseudo-labels of one image (labels, weights, seed row, IoU with it) from `scores [R, C]`."""
@@ -179,7 +206,10 @@ class CommunityNet(nn.Module):
                     raise ValueError("model.snap_pseudo_masks needs the graph segments of every image of the batch "
                                      "(TrainDataset(..., segments=True) loads them)")  # fmt: skip
                 masks = masks.clone()
-                masks[rows[fg], channel[fg]] = snapping.snap_masks(segments, rois[sel.index][fg], masks[rows[fg], channel[fg]])
+                masks[rows[fg], channel[fg]], boxes = snapping.snap_masks(
+                    segments, rois[sel.index][fg], masks[rows[fg], channel[fg]], with_boxes=cfg.reg_target == "segment")
+                if boxes is not None:
+                    out.update(segment_rows=sel.index[fg], segment_boxes=boxes)
             if cfg.seg_channels == "assigned":
                 result["seg"] = cfg.seg_loss_weight * losses.seg_loss(own[:, None], masks[rows, channel][:, None])
             else:

@@ -6,7 +6,7 @@ at its own size and cached: `data.segments`) that overlaps it best on the propos
 that the segmentation head learns outlines rather than the blob of a CAM. It is not in the paper:
 `model.snap_pseudo_masks` turns it on.
 """
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 
@@ -21,11 +21,11 @@ def roi_segment_ids(segments: torch.Tensor, roi: torch.Tensor, size: int) -> tor
     return segments[:, ys[:, None], xs[None, :]]
 
 
-def snap(mask: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """The segment of `ids [G, T, T]` (cells sharing an id, at any granularity) of highest IoU with
-    the bool `mask [T, T]`; the mask itself when it is empty or no segment overlaps it."""
+def best_segment(mask: torch.Tensor, ids: torch.Tensor) -> Optional[int]:
+    """The id in `ids [G, T, T]` (cells sharing an id, at any granularity) whose cells have the highest
+    IoU with the bool `mask [T, T]`; None when the mask is empty or no segment overlaps it."""
     if not mask.any():
-        return mask
+        return None
     flat = ids.reshape(-1)
     unique, inverse = flat.unique(return_inverse=True)
     cells = mask.reshape(-1).repeat(len(ids)).float()
@@ -33,15 +33,34 @@ def snap(mask: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     inter = torch.zeros(len(unique)).index_add_(0, inverse, cells)
     iou = inter / (area + mask.sum() - inter)
     best = int(iou.argmax())
-    if iou[best] <= 0:
-        return mask
-    return (ids == unique[best]).any(0)
+    return int(unique[best]) if iou[best] > 0 else None
 
 
-def snap_masks(segments: Sequence[torch.Tensor], rois: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+def snap(mask: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """`mask` replaced by the cells of its `best_segment` in `ids`; the mask itself when there is none."""
+    best = best_segment(mask, ids)
+    return mask if best is None else (ids == best).any(0)
+
+
+def segment_box(segments: torch.Tensor, segment: int) -> torch.Tensor:
+    """The box (x1, y1, x2, y2, pixel edges) of segment id `segment` in the whole id map `[G, H, W]`."""
+    ys, xs = torch.nonzero((segments == segment).any(0), as_tuple=True)
+    return torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
+
+
+def snap_masks(segments: Sequence[torch.Tensor], rois: torch.Tensor, masks: torch.Tensor,
+               with_boxes: bool = False) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:  # fmt: skip
     """Each pseudo mask `[N, T, T]` of `rois [N, 5]` (batch index, box) replaced by its best-overlapping
-    segment of `segments[batch index]` (`[G, H, W]` ids in the pixels of the boxes)."""
-    if len(rois) == 0:
-        return masks
-    out = [snap(m.bool().cpu(), roi_segment_ids(segments[int(r[0])], r[1:], m.shape[-1])) for m, r in zip(masks, rois)]
-    return torch.stack(out).to(masks)
+    segment of `segments[batch index]` (`[G, H, W]` ids in the pixels of the boxes); `with_boxes`:
+    also that segment's extent in the whole image, `[N, 4]` (NaN where the mask was kept)."""
+    snapped, boxes = [], []
+    for m, r in zip(masks, rois):
+        image = segments[int(r[0])]
+        ids = roi_segment_ids(image, r[1:], m.shape[-1])
+        best = best_segment(m.bool().cpu(), ids)
+        snapped.append(m.bool().cpu() if best is None else (ids == best).any(0))
+        if with_boxes:
+            boxes.append(torch.full((4,), float("nan")) if best is None else segment_box(image, best))
+    if not snapped:
+        return masks, (rois.new_zeros((0, 4)) if with_boxes else None)
+    return torch.stack(snapped).to(masks), (torch.stack(boxes).to(rois) if with_boxes else None)
