@@ -105,8 +105,8 @@ class ModelConfig:
     fc_std: float = 0.01  # FC init N(0, fc_std^2)
     # Weights of the IMG (Eq.7) and segmentation (Eq.9) terms in Eq.2, where the paper has 1. Both
     # reach the shared trunk; at 1 they outweigh the detector's terms there (README, Results).
-    img_loss_weight: float = 0.3
-    seg_loss_weight: float = 0.3
+    img_loss_weight: float = 0.1
+    seg_loss_weight: float = 0.1
     # Eq.9 over every channel of each proposal ("all", as printed) or only over the channel of its
     # pseudo class ("assigned": Sec. 3.2.3's class-specific mask, Mask R-CNN's rule). With "all" the
     # absent classes' channels learn min-max-normalised noise and the loss stays flat (README, Results).
