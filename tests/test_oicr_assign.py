@@ -157,3 +157,44 @@ def test_multi_seed_assign_empty_and_errors(device):
         W.multi_seed_assign(boxes, scores, torch.tensor([0, 0], device=device))
     with pytest.raises(ValueError, match="image_labels"):
         W.multi_seed_assign(boxes, scores, torch.tensor([1], device=device))
+
+
+def test_concentric_wholes_hand_made(device):
+    # seed: a ring's hole (row 0); row 1 the ring around it; row 2 a box beside the hole holding it
+    # off-centre (two touching instances); row 3 a small part inside the hole; row 4 a loose box
+    # that still pairs with the seed (IoU >= 0.5); row 5 far away (IoU < 0.1: ignored already)
+    boxes = torch.tensor([[40, 40, 60, 60], [30, 30, 70, 70], [40, 39, 80, 61], [45, 45, 55, 55], [38, 38, 62, 62],
+                          [0, 0, 5, 5.0]], device=device)  # fmt: skip
+    scores = torch.tensor([[0.9], [0.4], [0.3], [0.5], [0.6], [0.1]], device=device)
+    labels, weights, seed, iou = W.oicr_assign(boxes, scores, torch.ones(1, device=device))
+    assert labels.tolist() == [1, 0, 0, 0, 1, 0]
+    spared = W.concentric_wholes(boxes, seed, iou)
+    assert spared.tolist() == [False, True, False, False, False, False]
+    # the slack lets a whole fall short of the seed by 5% of its size; the centre tolerance is 15% of the whole's
+    shifted = boxes.clone()
+    shifted[1] = torch.tensor([41.0, 30, 59, 70])  # its sides 1 px (5% of 20) inside the seed's
+    assert W.concentric_wholes(shifted, seed, iou)[1]
+    shifted[1] = torch.tensor([42.0, 30, 58, 70])
+    assert not W.concentric_wholes(shifted, seed, iou)[1]
+    assert W.concentric_wholes(boxes, seed, iou, centre=0.0)[1]  # centred exactly: still held
+
+
+def test_concentric_wholes_matches_loops_and_checks(device):
+    g = torch.Generator().manual_seed(5)
+    boxes = random_boxes(60, generator=g)
+    scores = torch.rand(60, 3, generator=g)
+    _, _, seed, iou = W.oicr_assign(boxes, scores, torch.tensor([1, 0, 1]))
+    got = W.concentric_wholes(boxes.to(device), seed.to(device), iou.to(device), 0.5, 0.1, 0.2, 0.1).tolist()
+    want = []
+    for b, s, o in zip(boxes.tolist(), boxes[seed].tolist(), iou.tolist()):
+        sw, sh, bw, bh = s[2] - s[0], s[3] - s[1], b[2] - b[0], b[3] - b[1]
+        holds = b[0] <= s[0] + 0.1 * sw and b[1] <= s[1] + 0.1 * sh and b[2] >= s[2] - 0.1 * sw and b[3] >= s[3] - 0.1 * sh
+        centred = abs(b[0] + b[2] - s[0] - s[2]) / 2 <= 0.2 * bw and abs(b[1] + b[3] - s[1] - s[3]) / 2 <= 0.2 * bh
+        want.append(0.1 <= o < 0.5 and holds and centred)
+    assert got == want
+    assert W.concentric_wholes(torch.zeros(0, 4, device=device), torch.zeros(0, dtype=torch.long, device=device),
+                               torch.zeros(0, device=device)).shape == (0,)  # fmt: skip
+    with pytest.raises(ValueError, match="max_iou"):
+        W.concentric_wholes(boxes, seed, iou[:3])
+    with pytest.raises(ValueError, match="bg_thresh"):
+        W.concentric_wholes(boxes, seed, iou, fg_thresh=0.1, bg_thresh=0.5)
