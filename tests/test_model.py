@@ -49,12 +49,6 @@ def batch(seed=0, n=(7, 5)):
     return images, rois, list(n), labels
 
 
-def _concentric_whole(b, s, centre=0.15, slack=0.05):
-    sw, sh, bw, bh = s[2] - s[0], s[3] - s[1], b[2] - b[0], b[3] - b[1]
-    holds = b[0] <= s[0] + slack * sw and b[1] <= s[1] + slack * sh and b[2] >= s[2] - slack * sw and b[3] >= s[3] - slack * sh
-    return holds and abs(b[0] + b[2] - s[0] - s[2]) / 2 <= centre * bw and abs(b[1] + b[3] - s[1] - s[3]) / 2 <= centre * bh
-
-
 def by_hand(model, cfg, rois, counts, labels, out):
     """Eq.3-9 written out with plain loops over the model's raw outputs."""
     total = {"cls": 0.0, "refine": 0.0, "reg": 0.0}
@@ -80,10 +74,7 @@ def by_hand(model, cfg, rois, counts, labels, out):
         )  # Eq.3
         prev, probs = z, []
         for logits in out["refine_logits"]:
-            lab, w, seed, iou = assign(boxes, prev, labels[b])
-            if cfg.spare_wholes:  # background boxes holding their seed around their centre: ignored
-                w = [0.0 if _concentric_whole(boxes[i].tolist(), boxes[seed[i]].tolist()) and cfg.bg_thresh <= iou[i] < cfg.fg_thresh
-                     else w[i] for i in range(n)]  # fmt: skip
+            lab, w, _, _ = assign(boxes, prev, labels[b])
             x = torch.softmax(logits[start : start + n], 1)
             total["refine"] += -sum(w[i] * math.log(x[i, lab[i]]) for i in range(n)) / n  # Eq.4
             probs.append(x)
@@ -132,12 +123,10 @@ def by_hand(model, cfg, rois, counts, labels, out):
 
 @pytest.mark.parametrize("options", [("model.seg_channels=all", "model.reg_norm=all", "model.snap_pseudo_masks=false"),  # as printed
                                      ("model.snap_pseudo_masks=true",),  # the CPU default
-                                     ("model.pseudo_seeds=mist", "model.seed_top=0.5"),  # several seeds per class
-                                     ("model.spare_wholes=true",)])  # concentric wholes ignored
+                                     ("model.pseudo_seeds=mist", "model.seed_top=0.5")])  # several seeds per class
 def test_losses_match_a_hand_computation_of_eq3_to_eq9(options):
     model, cfg = tiny("model.img_loss_weight=0.3", "model.seg_loss_weight=2.0", *options)  # unequal: a swap would show
     images, rois, counts, labels = batch()
-    rois[7:, 1:] = torch.tensor([[30.0, 20, 40, 30], [25, 15, 45, 35], [20, 10, 50, 40], [15, 5, 55, 45], [28, 18, 42, 32]])  # nested
     loss, out = model(images, rois, counts, labels, torch.Generator().manual_seed(0), blocks(images))
     plain = {k: [x.detach() for x in v] if isinstance(v, list) else (v.detach() if torch.is_tensor(v) else v)
              for k, v in out.items()}  # fmt: skip
@@ -149,18 +138,6 @@ def test_losses_match_a_hand_computation_of_eq3_to_eq9(options):
     # the class scores of IMG are the weighted GAP of its CAMs
     l, s, k, t, _ = out["cams"].shape
     torch.testing.assert_close(out["cam_logits"], ref.weighted_gap(out["cams"].reshape(l * s, k, t, t), cfg.gap_sigma).reshape(l, s, k))
-
-
-def test_spared_wholes_are_neither_refinement_nor_img_background():
-    model, cfg = tiny("model.spare_wholes=true", "model.bg_per_image=10", "model.bg_iou=1.0")
-    # the seed (row 0), a whole around it, a box holding it off-centre, two far away
-    boxes = torch.tensor([[30.0, 20, 40, 30], [25, 15, 45, 35], [30, 20, 60, 40], [60, 5, 70, 15], [0, 40, 10, 50]])
-    scores = torch.tensor([[0.9], [0.2], [0.1], [0.05], [0.05]])
-    lab, w, seed, iou, spared = model.assign(boxes, scores, torch.ones(1))
-    assert spared.tolist() == [False, True, False, False, False]
-    assert w[1] == 0 and w[2] > 0
-    idx, cls = model.select(boxes, torch.cat([1 - scores, scores], 1), lab, spared, torch.ones(1), torch.Generator().manual_seed(0))
-    assert 1 not in idx[cls == 0].tolist() and {2, 3, 4} <= set(idx[cls == 0].tolist())
 
 
 def test_selection_takes_foreground_of_each_label_and_far_background():

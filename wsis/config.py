@@ -98,10 +98,6 @@ class ModelConfig:
     pseudo_seeds: str = "oicr"
     seed_top: float = 0.15
     seed_nms: float = 0.2
-    # background proposals that hold their seed around their own centre (ops.concentric_wholes: a
-    # ring around its hole) ignored in the refinement and IMG targets instead, so that a central
-    # part does not teach that its whole is background (not in the paper; README, Results)
-    spare_wholes: bool = False
     fg_nms: float = 0.3  # NMS among each class's foreground proposals (Sec. 3.2.1)
     fg_per_class: int = 4  # foreground proposals kept per class after NMS for IMG/seg
     bg_per_image: int = 4  # background proposals sampled per image for IMG/seg

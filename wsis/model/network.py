@@ -110,16 +110,16 @@ class CommunityNet(nn.Module):
             loss["cls"] = loss["cls"] + losses.midn_loss(z.sum(0), y)
             prev = z.detach()  # each branch learns from the one before it (Eq.4), the first from MIDN
             for logits in refine_logits:
-                lab, w, _, _, _ = self.assign(boxes, prev, y)
+                lab, w, _, _ = self.assign(boxes, prev, y)
                 loss["refine"] = loss["refine"] + losses.refine_loss(logits[rows], lab, w)
                 prev = F.softmax(logits[rows].detach().float(), 1)[:, 1:]
             # the pseudo-labels of IMG and the regressor (Sec. 3.3.2)
             mean = mean_refinement_scores([logits[rows].detach() for logits in refine_logits])
-            lab, _, seed, max_iou, spared = self.assign(boxes, mean[:, 1:].contiguous(), y)
+            lab, _, seed, max_iou = self.assign(boxes, mean[:, 1:].contiguous(), y)
             if offsets is not None:
                 pairs.append((rows, lab, seed + start, max_iou > cfg.reg_iou))
             if self.img is not None:
-                idx, cls = self.select(boxes, mean, lab, spared, y, generator)
+                idx, cls = self.select(boxes, mean, lab, y, generator)
                 picked.append(idx + start)
                 picked_cls.append(cls)
             start += n
@@ -153,18 +153,11 @@ class CommunityNet(nn.Module):
         return targets
 
     def assign(self, boxes, scores, y):
-        """The pseudo-labels of one image from `scores [R, C]`: labels, weights, seed row, IoU with it,
-        and the background proposals spared as a possible whole of their seed (weight 0; `model.spare_wholes`)."""
+        """The pseudo-labels of one image (labels, weights, seed row, IoU with it) from `scores [R, C]`."""
         cfg = self.cfg
         if cfg.pseudo_seeds == "mist":
-            lab, w, seed, iou = ops.multi_seed_assign(boxes, scores, y, cfg.fg_thresh, cfg.bg_thresh, cfg.seed_top, cfg.seed_nms)
-        else:
-            lab, w, seed, iou = ops.oicr_assign(boxes, scores, y, cfg.fg_thresh, cfg.bg_thresh)
-        spared = torch.zeros_like(lab, dtype=torch.bool)
-        if cfg.spare_wholes:
-            spared = ops.concentric_wholes(boxes, seed, iou, cfg.fg_thresh, cfg.bg_thresh)
-            w = w.masked_fill(spared, 0)
-        return lab, w, seed, iou, spared
+            return ops.multi_seed_assign(boxes, scores, y, cfg.fg_thresh, cfg.bg_thresh, cfg.seed_top, cfg.seed_nms)
+        return ops.oicr_assign(boxes, scores, y, cfg.fg_thresh, cfg.bg_thresh)
 
     def _class_offsets(self, offsets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The offsets of each proposal's pseudo class (class-specific regressor) or the only ones."""
@@ -173,9 +166,8 @@ class CommunityNet(nn.Module):
         cls = (labels - 1).clamp(min=0)  # unpaired proposals (background) are not in the loss
         return offsets.reshape(len(offsets), -1, 4)[torch.arange(len(offsets), device=offsets.device), cls]
 
-    def select(self, boxes, mean, labels, spared, y, generator) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Per positive class its foreground proposals after NMS, plus sampled background ones (not
-        among the `spared`)."""
+    def select(self, boxes, mean, labels, y, generator) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per positive class its foreground proposals after NMS, plus sampled background ones."""
         cfg = self.cfg
         fg, fg_cls = [], []
         for c in torch.nonzero(y > 0).flatten().tolist():
@@ -186,7 +178,7 @@ class CommunityNet(nn.Module):
         fg, fg_cls = torch.cat(fg), torch.cat(fg_cls)
         if not cfg.img_background or cfg.bg_per_image == 0:
             return fg, fg_cls
-        far = (labels == 0) & ~spared
+        far = labels == 0
         if len(fg):
             far &= ops.box_iou(boxes, boxes[fg]).amax(1) < cfg.bg_iou
         cand = torch.nonzero(far).flatten()

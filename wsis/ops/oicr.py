@@ -1,6 +1,5 @@
-"""oicr_assign: the targets of an OICR refinement branch (paper A.2.3, docs/DESIGN.md §2),
-multi_seed_assign: the same targets from several seeds per class (MIST's rule), and
-concentric_wholes: the background proposals of those targets that may be the seed's whole object."""
+"""oicr_assign: the targets of an OICR refinement branch (paper A.2.3, docs/DESIGN.md §2), and
+multi_seed_assign: the same targets from several seeds per class (MIST's rule)."""
 import math
 from typing import Tuple
 
@@ -10,11 +9,6 @@ from . import _checks
 from ._backend import use_triton_for
 from ._library import ops
 from .boxes import box_iou, nms
-
-
-def _check_thresholds(fg_thresh, bg_thresh) -> None:
-    if not 0.0 <= bg_thresh <= fg_thresh:
-        raise ValueError(f"need 0 <= bg_thresh <= fg_thresh, got bg_thresh={bg_thresh}, fg_thresh={fg_thresh}")
 
 
 def _check_assign(boxes, scores, image_labels, fg_thresh, bg_thresh) -> None:
@@ -29,7 +23,8 @@ def _check_assign(boxes, scores, image_labels, fg_thresh, bg_thresh) -> None:
         )
     _checks.same_device(("boxes", boxes), ("scores", scores), ("image_labels", image_labels))
     _checks.same_dtype(("boxes", boxes), ("scores", scores))
-    _check_thresholds(fg_thresh, bg_thresh)
+    if not 0.0 <= bg_thresh <= fg_thresh:
+        raise ValueError(f"need 0 <= bg_thresh <= fg_thresh, got bg_thresh={bg_thresh}, fg_thresh={fg_thresh}")
 
 
 def oicr_assign(
@@ -94,42 +89,6 @@ def multi_seed_assign(
     weights = scores[seeds[j], seed_classes[j]]
     weights = torch.where(max_iou < bg_thresh, torch.zeros_like(weights), weights)
     return labels, weights, seeds[j], max_iou
-
-
-def concentric_wholes(
-    boxes: torch.Tensor,
-    seed_index: torch.Tensor,
-    max_iou: torch.Tensor,
-    fg_thresh: float = 0.5,
-    bg_thresh: float = 0.1,
-    centre: float = 0.15,
-    slack: float = 0.05,
-) -> torch.Tensor:
-    """The proposals that the assignment makes background (IoU with their seed in `[bg_thresh,
-    fg_thresh)`) although they hold the seed around their own centre: bool `[R]`.
-
-    A box holds its seed when it contains the seed's box, each side allowed to fall short by
-    `slack` of the seed's width or height, and the two centres differ by at most `centre` of the
-    box's width and height. Such a box may be the whole object of which the seed is a central part
-    (a ring around its hole, a cross around its middle); labelled background, it teaches the
-    refinement that the part is the object. `boxes [R,4]`, `seed_index` and `max_iou [R]` as
-    `oicr_assign` returns them.
-    """
-    _checks.tensor(boxes, "boxes", (2,), last=4)
-    _checks.length(seed_index, "seed_index", boxes.shape[0], "box")
-    _checks.length(max_iou, "max_iou", boxes.shape[0], "box")
-    _check_thresholds(fg_thresh, bg_thresh)
-    if boxes.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.bool, device=boxes.device)
-    seed = boxes[seed_index]
-    sw, sh = seed[:, 2] - seed[:, 0], seed[:, 3] - seed[:, 1]
-    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    contains = ((boxes[:, 0] <= seed[:, 0] + slack * sw) & (boxes[:, 1] <= seed[:, 1] + slack * sh)
-                & (boxes[:, 2] >= seed[:, 2] - slack * sw) & (boxes[:, 3] >= seed[:, 3] - slack * sh))  # fmt: skip
-    dx = ((boxes[:, 0] + boxes[:, 2]) - (seed[:, 0] + seed[:, 2])).abs() / 2
-    dy = ((boxes[:, 1] + boxes[:, 3]) - (seed[:, 1] + seed[:, 3])).abs() / 2
-    centred = (dx <= centre * bw) & (dy <= centre * bh)
-    return (max_iou >= bg_thresh) & (max_iou < fg_thresh) & contains & centred
 
 
 @torch.library.register_fake("wsis::oicr_assign")
