@@ -165,7 +165,7 @@ class SolverConfig:
 @dataclass
 class TestConfig:
     scales: Tuple[int, ...] = (384,)  # () = every scale of data.scales (the paper's ensemble, with the flip)
-    # the flipped view too (2 views): on the CPU default it added 2.4 points of mAP^r@0.5 with segments,
+    # the flipped view too (2 views): on the CPU default it added 2.3 points of mAP^r@0.5 with segments,
     # 2.4 of det mAP and 3.3 of CorLoc (README, Results) for twice the inference
     flip: bool = True
     score_thresh: float = 0.01
