@@ -100,6 +100,7 @@ def test_score_reads_the_difficult_flags_from_the_xml(tmp_path):
     (image_id,) = data.image_ids
     inst = data.instances(image_id)
     person = data.classes.index("person") + 1
+    assert person in inst.classes.tolist()  # the difficult person is an instance of the masks, scored below
     det = Detections(boxes=inst.boxes.clone(), scores=torch.tensor([0.9] * len(inst.boxes)), classes=inst.classes.clone(),
                      masks=inst.masks.clone())  # fmt: skip
     m = score({image_id: det}, data, None, None)

@@ -8,6 +8,7 @@ from conftest import needs_timm
 from wsis import config as config_lib
 from wsis.model import CommunityNet
 from wsis.model.losses import decode, encode
+from wsis.model.network import frame_mask
 import wsis.ops as W
 from wsis.ops import reference as ref
 
@@ -121,7 +122,8 @@ def by_hand(model, cfg, rois, counts, labels, out):
     return total
 
 
-@pytest.mark.parametrize("options", [("model.seg_channels=all", "model.reg_norm=all", "model.snap_pseudo_masks=false"),  # as printed
+@pytest.mark.parametrize("options", [("model.seg_channels=all", "model.reg_norm=all", "model.snap_pseudo_masks=false",
+                                      "model.context_frame=0"),  # as printed
                                      ("model.snap_pseudo_masks=true",),  # the CPU default
                                      ("model.pseudo_seeds=mist", "model.seed_top=0.5")])  # several seeds per class
 def test_losses_match_a_hand_computation_of_eq3_to_eq9(options):
@@ -271,7 +273,7 @@ def test_pairwise_term_trains_the_segmentation_head_only():
 
 @pytest.mark.parametrize("override", ["model.seg_channels=some", "model.reg_norm=none", "model.pairwise_weight=-1",
                                       "model.pairwise_tau=0", "model.pseudo_seeds=pcl", "model.seed_top=0",
-                                      "model.reg_target=box"])  # fmt: skip
+                                      "model.reg_target=box", "model.context_frame=0.5"])  # fmt: skip
 def test_bad_mask_and_regression_options_are_named(override):
     with pytest.raises(ValueError, match=override.split("=")[0].replace(".", r"\.")):
         config_lib.load(None, [override])
@@ -331,3 +333,35 @@ def test_segment_regression_targets_train():
             sum(loss.values()).backward()
             assert model.detector.regressor[-1].weight.grad.abs().sum() > 0
     assert losses["segment"] != losses["seed"]  # the 16-px squares reach beyond the seeds' boxes
+
+
+def test_frame_mask_zeroes_the_cells_inside_the_box():
+    assert torch.equal(frame_mask(7, 1.8), 1 - torch.nn.functional.pad(torch.ones(3, 3), (2, 2, 2, 2)))
+    assert torch.equal(frame_mask(7, 1.2), 1 - torch.nn.functional.pad(torch.ones(5, 5), (1, 1, 1, 1)))
+    assert frame_mask(7, 100.0).sum() == 48  # only the centre cell
+
+
+def test_contrastive_det_logits_are_the_box_minus_its_frame():
+    """model.context_frame: MIDN's det logits are W v_box - W v_frame (the bias cancels), the frame
+    pooled from the box scaled about its centre with the inner cells zeroed; the cls and refinement
+    logits are unchanged, and the det layer learns from both terms."""
+    images, rois, counts, labels = batch()
+    plain, _ = tiny("model.context_frame=0")
+    model, cfg = tiny("model.context_frame=2.0")
+    _, out = model(images, rois, counts, labels, torch.Generator().manual_seed(0))
+    _, out_plain = plain(images, rois, counts, labels, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out["cls_logits"], out_plain["cls_logits"])
+    torch.testing.assert_close(out["refine_logits"][0], out_plain["refine_logits"][0])
+    _, res4 = model.features(images)
+    b = rois[:, 1:]
+    centre, half = (b[:, :2] + b[:, 2:]) / 2, (b[:, 2:] - b[:, :2])  # scale 2: the half-size becomes the size
+    outer = torch.cat([rois[:, :1], centre - half, centre + half], 1)
+    pooled = ref.roi_pool(res4.detach().float(), outer, 7, 1 / 16)
+    pooled[:, :, 2:5, 2:5] = 0  # the cells whose centres lie in the box (|u| < 1/2)
+    frame = model.backbone.res5(pooled.contiguous(memory_format=torch.channels_last)).mean((2, 3))
+    box = model.backbone.res5(ref.roi_pool(res4.detach().float(), rois, 7, 1 / 16)).mean((2, 3))
+    w = model.detector.midn_det.weight
+    torch.testing.assert_close(out["det_logits"], (box - frame) @ w.T, rtol=1e-4, atol=1e-5)
+    out["det_logits"].sum().backward()  # the frame's features are constants; the det layer's weight learns
+    torch.testing.assert_close(w.grad, (box - frame).detach().sum(0).expand_as(w), rtol=1e-4, atol=1e-5)
+    assert model.detector.midn_det.bias.grad.abs().max() < 1e-6

@@ -35,10 +35,14 @@ class DetectionHead(nn.Module):
             out = 4 if regressor == "agnostic" else 4 * num_classes
             self.regressor = nn.Sequential(_fc(dim, regressor_dim, std), nn.ReLU(inplace=True), _fc(regressor_dim, out, std))
 
-    def forward(self, v: torch.Tensor):
-        """(MIDN cls logits [R,C], MIDN det logits [R,C], refinement logits [K][R,C+1], offsets [R,4|4C] or None)."""
+    def forward(self, v: torch.Tensor, frame: Optional[torch.Tensor] = None):
+        """(MIDN cls logits [R,C], MIDN det logits [R,C], refinement logits [K][R,C+1], offsets [R,4|4C] or None).
+
+        With the features of each proposal's `frame [R,D]`, the det logits are ContextLocNet's
+        contrastive ones: the same layer on the box minus on its frame (model.context_frame)."""
         offsets = self.regressor(v) if self.regressor is not None else None
-        return self.midn_cls(v), self.midn_det(v), [fc(v) for fc in self.refine], offsets
+        det = self.midn_det(v) if frame is None else self.midn_det(v) - self.midn_det(frame)
+        return self.midn_cls(v), det, [fc(v) for fc in self.refine], offsets
 
 
 def midn_scores(cls_logits: torch.Tensor, det_logits: torch.Tensor) -> torch.Tensor:

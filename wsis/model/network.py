@@ -28,6 +28,13 @@ def _area(boxes: torch.Tensor) -> torch.Tensor:
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
+def frame_mask(size: int, scale: float) -> torch.Tensor:
+    """[size, size]: 0 on the cells of a box scaled by `scale` whose centres lie inside the box, 1 elsewhere."""
+    u = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1  # cell centres, the outer box as [-1, 1]
+    inside = u.abs() < 1 / scale
+    return 1 - (inside[:, None] & inside[None, :]).float()
+
+
 @dataclass
 class Selection:
     """The proposals of a batch that feed IMG and the segmentation head (Sec. 3.2.1)."""
@@ -69,6 +76,18 @@ class CommunityNet(nn.Module):
         pooled = ops.roi_pool(res4.float(), rois, 7, 1.0 / self.backbone.strides["res4"])
         return self.backbone.res5(pooled.to(res4.dtype))
 
+    @torch.no_grad()
+    def _frame_features(self, res4: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        """The head's features of each roi's frame, [K, D] (ContextLocNet): the box scaled by
+        `context_frame` about its centre, pooled 7x7, with the cells whose centres lie in the box
+        zeroed. Without gradient: a forward pass of the head only, and MIDN's det layer still learns
+        from both terms."""
+        s = self.cfg.context_frame
+        centre, half = (rois[:, 1:3] + rois[:, 3:]) / 2, (rois[:, 3:] - rois[:, 1:3]) / 2 * s
+        outer = torch.cat([rois[:, :1], centre - half, centre + half], 1)
+        pooled = ops.roi_pool(res4.float(), outer, 7, 1.0 / self.backbone.strides["res4"])
+        return self.backbone.res5((pooled * frame_mask(7, s).to(pooled.device)).to(res4.dtype)).mean((2, 3))
+
     def _levels(self, res3, res4, f5: torch.Tensor, rois: torch.Tensor) -> List[torch.Tensor]:
         """The three 28x28 IMG inputs: pooled res3 and res4, and the upsampled res5 of each roi."""
         t = self.cfg.mask_size
@@ -96,7 +115,8 @@ class CommunityNet(nn.Module):
         cfg = self.cfg
         res3, res4 = self.features(images)
         f5 = self._res5(res4, rois)
-        cls_logits, det_logits, refine_logits, offsets = self.detector(f5.mean((2, 3)))
+        frame = self._frame_features(res4, rois) if cfg.context_frame > 0 else None
+        cls_logits, det_logits, refine_logits, offsets = self.detector(f5.mean((2, 3)), frame)
         zero = images.new_zeros((), dtype=torch.float32)
         loss = {"cls": zero, "refine": zero}
         if offsets is not None:
