@@ -72,8 +72,11 @@ class CommunityNet(nn.Module):
     def features(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return self.backbone.trunk(images.contiguous(memory_format=self.memory_format))
 
-    def _res5(self, res4: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+    def _res5(self, res4: torch.Tensor, rois: torch.Tensor, cells: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The head on the 7x7 roi_pool of res4, each pooled grid multiplied by `cells [7, 7]` if given."""
         pooled = ops.roi_pool(res4.float(), rois, 7, 1.0 / self.backbone.strides["res4"])
+        if cells is not None:
+            pooled = pooled * cells.to(pooled.device)
         return self.backbone.res5(pooled.to(res4.dtype))
 
     @torch.no_grad()
@@ -85,8 +88,7 @@ class CommunityNet(nn.Module):
         s = self.cfg.context_frame
         centre, half = (rois[:, 1:3] + rois[:, 3:]) / 2, (rois[:, 3:] - rois[:, 1:3]) / 2 * s
         outer = torch.cat([rois[:, :1], centre - half, centre + half], 1)
-        pooled = ops.roi_pool(res4.float(), outer, 7, 1.0 / self.backbone.strides["res4"])
-        return self.backbone.res5((pooled * frame_mask(7, s).to(pooled.device)).to(res4.dtype)).mean((2, 3))
+        return self._res5(res4, outer, frame_mask(7, s)).mean((2, 3))
 
     def _levels(self, res3, res4, f5: torch.Tensor, rois: torch.Tensor) -> List[torch.Tensor]:
         """The three 28x28 IMG inputs: pooled res3 and res4, and the upsampled res5 of each roi."""
