@@ -347,7 +347,7 @@ def test_contrastive_det_logits_are_the_box_minus_its_frame():
     logits are unchanged, and the det layer learns from both terms."""
     images, rois, counts, labels = batch()
     plain, _ = tiny("model.context_frame=0")
-    model, cfg = tiny("model.context_frame=2.0")
+    model, _ = tiny("model.context_frame=2.0")
     _, out = model(images, rois, counts, labels, torch.Generator().manual_seed(0))
     _, out_plain = plain(images, rois, counts, labels, torch.Generator().manual_seed(0))
     torch.testing.assert_close(out["cls_logits"], out_plain["cls_logits"])

@@ -19,6 +19,9 @@ from .heads import DetectionHead, MaskGenerator, SegmentationHead, mean_refineme
 # quarter of the ring's box; a segment that leaks into the background grows much more.
 SEGMENT_GROWTH = 5.0
 
+# the side of the roi_pool grid that the per-roi head runs on (Fast R-CNN's C4 head)
+HEAD_POOL = 7
+
 # the loader's normalisation, undone for the colours of the pairwise term
 _MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -73,8 +76,8 @@ class CommunityNet(nn.Module):
         return self.backbone.trunk(images.contiguous(memory_format=self.memory_format))
 
     def _res5(self, res4: torch.Tensor, rois: torch.Tensor, cells: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The head on the 7x7 roi_pool of res4, each pooled grid multiplied by `cells [7, 7]` if given."""
-        pooled = ops.roi_pool(res4.float(), rois, 7, 1.0 / self.backbone.strides["res4"])
+        """The head on the HEAD_POOL-square roi_pool of res4, each pooled grid multiplied by `cells` if given."""
+        pooled = ops.roi_pool(res4.float(), rois, HEAD_POOL, 1.0 / self.backbone.strides["res4"])
         if cells is not None:
             pooled = pooled * cells.to(pooled.device)
         return self.backbone.res5(pooled.to(res4.dtype))
@@ -82,13 +85,13 @@ class CommunityNet(nn.Module):
     @torch.no_grad()
     def _frame_features(self, res4: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         """The head's features of each roi's frame, [K, D] (ContextLocNet): the box scaled by
-        `context_frame` about its centre, pooled 7x7, with the cells whose centres lie in the box
+        `context_frame` about its centre, pooled like the box, with the cells whose centres lie in the box
         zeroed. Without gradient: a forward pass of the head only, and MIDN's det layer still learns
         from both terms."""
         s = self.cfg.context_frame
         centre, half = (rois[:, 1:3] + rois[:, 3:]) / 2, (rois[:, 3:] - rois[:, 1:3]) / 2 * s
         outer = torch.cat([rois[:, :1], centre - half, centre + half], 1)
-        return self._res5(res4, outer, frame_mask(7, s)).mean((2, 3))
+        return self._res5(res4, outer, frame_mask(HEAD_POOL, s)).mean((2, 3))
 
     def _levels(self, res3, res4, f5: torch.Tensor, rois: torch.Tensor) -> List[torch.Tensor]:
         """The three 28x28 IMG inputs: pooled res3 and res4, and the upsampled res5 of each roi."""
