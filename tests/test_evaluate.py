@@ -260,8 +260,8 @@ def test_postprocessed_metrics_change_the_masks_only(trained, tiny_root):
     model, cfg, _ = load_model(trained / "checkpoints" / "last.pt")
     m, dets, data = evaluation.evaluate_model(model, cfg, tiny_root, "val", None, torch.device("cpu"), "segments")
     p = m["postprocessed"]
-    assert set(p) == {"method", "per_class", *evaluation.MASK_METRICS}
-    again = evaluation.postprocessed_metrics(dets, data, "segments")
+    assert set(p) == {"method", "nms", "per_class", *evaluation.MASK_METRICS} and p["nms"] == cfg.test.postprocess_nms
+    again = evaluation.postprocessed_metrics(dets, data, "segments", cfg.test.postprocess_nms)
     assert json.dumps(again) == json.dumps(p)  # per-class NaN where a class has no instance
     with pytest.raises(ValueError, match="--postprocess must be"):
         evaluation.evaluate_model(model, cfg, tiny_root, "val", None, torch.device("cpu"), "crf")

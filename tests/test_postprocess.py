@@ -66,3 +66,35 @@ def test_boxes_fill_each_detection_box():
                      torch.tensor([0.9, 0.5]), masks)  # fmt: skip
     out = make_postprocess("boxes", lambda i: None)("a", det)
     assert out.shape == (2, 6, 8) and out[0].sum() == 6 and out[0, 1:3, 1:4].all() and out[1].all()
+
+
+def test_mask_nms_drops_a_repeated_mask_of_the_same_class_only():
+    from wsis.evaluation.postprocess import mask_nms
+    from wsis.inference import Detections
+
+    masks = torch.zeros(5, 6, 8, dtype=torch.bool)
+    masks[:4, :3, :4] = True  # four detections share one segment
+    masks[2, 3, 0] = True  # ... one of them with a pixel more: IoU 12/13 with the others
+    masks[4, 3:, 4:] = True  # one elsewhere
+    boxes = torch.arange(20, dtype=torch.float32).reshape(5, 4)
+    det = Detections(boxes, torch.tensor([1, 1, 1, 2, 1]), torch.tensor([0.5, 0.9, 0.7, 0.3, 0.1]), masks)
+    out = mask_nms(det, 0.5)
+    # highest score first: row 1 (0.9) keeps its class's segment, rows 0 and 2 repeat it; row 3 is
+    # another class, row 4 another segment
+    assert out.scores.tolist() == pytest.approx([0.9, 0.3, 0.1]) and out.classes.tolist() == [1, 2, 1]
+    assert torch.equal(out.boxes, boxes[[1, 3, 4]]) and torch.equal(out.masks, masks[[1, 3, 4]])
+    assert len(mask_nms(det, 0.95).scores) == 4  # 12/13 < 0.95: row 2 stays, row 0 (identical to row 1) goes
+    assert mask_nms(det, 1.0) is det  # 1 keeps every detection
+    one = Detections(boxes[:1], torch.tensor([1]), torch.tensor([0.5]), masks[:1])
+    assert mask_nms(one, 0.5) is one
+    empty = torch.zeros(2, 6, 8, dtype=torch.bool)  # empty masks overlap nothing (IoU 0)
+    two = Detections(boxes[:2], torch.tensor([1, 1]), torch.tensor([0.5, 0.4]), empty)
+    assert len(mask_nms(two, 0.5).scores) == 2
+
+
+def test_postprocess_nms_must_lie_in_0_1():
+    from wsis import config as config_lib
+
+    for bad in ("0", "1.5"):
+        with pytest.raises(ValueError, match=r"test\.postprocess_nms"):
+            config_lib.load(None, [f"test.postprocess_nms={bad}"])

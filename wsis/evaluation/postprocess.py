@@ -1,6 +1,10 @@
 """Post-processing (Sec. 3.4): each mask replaced by the segment proposal that overlaps it best, or
 by its detection's box filled in (the baseline masks must beat).
 
+After segments replace the masks, a part, a whole and a group box of one object often snap to the
+same segment: `mask_nms` keeps the highest-scoring of each such set, as PRM does after its
+retrieval of segment proposals (the paper's post-processing follows PRM's).
+
 Segment proposals come from MCG `.mat` files (`superpixels` [H,W] plus `labels`, a cell array of
 the superpixel ids of each proposal, as MCG's `im2mcg` writes them; or `masks` [H,W,N]), or, for
 users without MCG, from OpenCV's graph-based segmentation at several granularities.
@@ -44,6 +48,26 @@ def best_overlap(masks: torch.Tensor, segments: np.ndarray) -> torch.Tensor:
     hit = best > 0
     out[hit] = torch.from_numpy(segments)[idx[hit]]
     return out
+
+
+def mask_nms(det: Detections, threshold: float) -> Detections:
+    """Greedy per-class NMS on the masks, highest score first (ties: the earlier detection): a
+    detection whose mask has an IoU above `threshold` with a kept one of its class is dropped.
+    `threshold` >= 1 keeps every detection."""
+    if len(det.scores) < 2 or threshold >= 1:
+        return det
+    order = torch.argsort(det.scores, descending=True, stable=True)
+    flat = det.masks[order].reshape(len(order), -1).float()
+    inter = flat @ flat.T
+    area = flat.sum(1)
+    iou = inter / (area[:, None] + area[None] - inter).clamp(min=1)
+    same = det.classes[order][:, None] == det.classes[order][None]
+    suppressed = torch.zeros(len(order), dtype=torch.bool)
+    for i in range(len(order)):
+        if not suppressed[i]:
+            suppressed[i + 1:] |= (iou[i, i + 1:] > threshold) & same[i, i + 1:]
+    keep = order[~suppressed]
+    return Detections(det.boxes[keep], det.classes[keep], det.scores[keep], det.masks[keep])
 
 
 def check_postprocess(spec: str) -> None:

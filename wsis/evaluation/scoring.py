@@ -15,7 +15,7 @@ from ..inference import Detections, Predictor, fill_boxes, image_views, predict_
 from ..progress import Progress
 from . import metrics as M
 from .coco import coco_metrics, to_coco
-from .postprocess import make_postprocess
+from .postprocess import make_postprocess, mask_nms
 
 
 def _result(image_id, det: Detections, data, with_masks: bool) -> M.ImageResult:
@@ -85,7 +85,7 @@ def evaluate_model(model, cfg: Config, root: Path, split: str, corloc_split: Opt
     m = score(dets, data, corloc_dets, corloc_data)
     m["split"], m["corloc_split"] = split, corloc_split or split
     if postprocess != "none":
-        m["postprocessed"] = postprocessed_metrics(dets, data, postprocess)
+        m["postprocessed"] = postprocessed_metrics(dets, data, postprocess, cfg.test.postprocess_nms)
     return m, dets, data
 
 
@@ -93,14 +93,19 @@ def evaluate_model(model, cfg: Config, root: Path, split: str, corloc_split: Opt
 MASK_METRICS = ("mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO")
 
 
-def postprocessed_metrics(dets: Dict[str, Detections], data, method: str) -> Dict[str, object]:
+def postprocessed_metrics(dets: Dict[str, Detections], data, method: str, nms: float) -> Dict[str, object]:
+    """The mask figures after `method` replaced the masks; after segment proposals (not filled
+    boxes), `mask_nms` at `nms` drops the detections whose new mask repeats a better one's."""
     post = make_postprocess(method, data.image_path)
     bar = Progress(len(dets), f"postprocess ({method})", "img")
     snapped = {}
     for n, (image_id, d) in enumerate(dets.items(), 1):
         snapped[image_id] = dataclasses.replace(d, masks=post(image_id, d))
+        if method != "boxes":
+            snapped[image_id] = mask_nms(snapped[image_id], nms)
         bar.update(n)
-    return {"method": method, **mask_figures(score(snapped, data, None, None))}
+    return {"method": method, "nms": nms if method != "boxes" else None,
+            **mask_figures(score(snapped, data, None, None))}
 
 
 def mask_figures(m: Dict[str, object]) -> Dict[str, object]:
