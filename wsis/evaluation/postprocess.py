@@ -57,10 +57,8 @@ def mask_nms(det: Detections, threshold: float) -> Detections:
     if len(det.scores) < 2 or threshold >= 1:
         return det
     order = torch.argsort(det.scores, descending=True, stable=True)
-    flat = det.masks[order].reshape(len(order), -1).float()
-    inter = flat @ flat.T
-    area = flat.sum(1)
-    iou = inter / (area[:, None] + area[None] - inter).clamp(min=1)
+    masks = det.masks[order].numpy()
+    iou = torch.from_numpy(mask_iou(masks, masks))
     same = det.classes[order][:, None] == det.classes[order][None]
     suppressed = torch.zeros(len(order), dtype=torch.bool)
     for i in range(len(order)):

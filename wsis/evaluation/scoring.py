@@ -97,15 +97,15 @@ def postprocessed_metrics(dets: Dict[str, Detections], data, method: str, nms: f
     """The mask figures after `method` replaced the masks; after segment proposals (not filled
     boxes), `mask_nms` at `nms` drops the detections whose new mask repeats a better one's."""
     post = make_postprocess(method, data.image_path)
+    nms = None if method == "boxes" else nms  # filled boxes went through the box NMS already
     bar = Progress(len(dets), f"postprocess ({method})", "img")
     snapped = {}
     for n, (image_id, d) in enumerate(dets.items(), 1):
         snapped[image_id] = dataclasses.replace(d, masks=post(image_id, d))
-        if method != "boxes":
+        if nms is not None:
             snapped[image_id] = mask_nms(snapped[image_id], nms)
         bar.update(n)
-    return {"method": method, "nms": nms if method != "boxes" else None,
-            **mask_figures(score(snapped, data, None, None))}
+    return {"method": method, "nms": nms, **mask_figures(score(snapped, data, None, None))}
 
 
 def mask_figures(m: Dict[str, object]) -> Dict[str, object]:
