@@ -4,8 +4,8 @@ import pytest
 import torch
 from scipy.io import savemat
 
-from wsis.data.segments import graph_segments
-from wsis.evaluation.postprocess import best_overlap, load_mcg, make_postprocess
+from wsis.data.segments import graph_labels, label_regions
+from wsis.evaluation.postprocess import best_overlap, load_mcg, make_postprocess, snap, superpixel_vote
 
 
 def test_mcg_superpixels_and_labels_become_masks(tmp_path):
@@ -35,13 +35,51 @@ def test_best_overlap_replaces_each_mask_by_its_best_segment():
     assert not out[2].any()  # no overlap with anything: kept (empty)
 
 
+def test_superpixel_vote_keeps_the_superpixels_a_mask_mostly_covers():
+    superpixels = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
+    masks = torch.zeros(3, 4, 4, dtype=torch.bool)
+    masks[0, :2, :3] = True  # all of 0, half of 1
+    masks[1, 1:, :] = True  # half of 0 and 1, all of 2 and 3
+    out = superpixel_vote(masks, superpixels, 0.6)
+    assert torch.equal(out[0], torch.from_numpy(superpixels == 0))
+    assert torch.equal(out[1], torch.from_numpy(superpixels >= 2))
+    assert not out[2].any()  # an empty mask covers nothing
+    assert torch.equal(superpixel_vote(masks, superpixels, 0.5)[0], torch.from_numpy(superpixels <= 1))  # the edge: >= cover
+    assert superpixel_vote(masks[:0], superpixels, 0.6).shape == (0, 4, 4)
+
+
+def test_snap_takes_the_superpixels_where_no_segment_holds_the_mask():
+    # an 8x8 object cut by clutter into four 4x4 superpixels; the segments are the pieces and a strip
+    superpixels = np.zeros((8, 12), np.int64)
+    superpixels[:4, 4:8], superpixels[4:, :4], superpixels[4:, 4:8], superpixels[:, 8:] = 1, 2, 3, 4
+    segments = np.stack([superpixels == i for i in range(5)] + [np.pad(np.ones((8, 2), bool), ((0, 0), (10, 0)))])
+    masks = torch.zeros(3, 8, 12, dtype=torch.bool)
+    masks[0, :, :7] = True  # the object, a little short: its best segment, a piece, has IoU 16/56
+    masks[1, :, 10:] = True  # the strip: a segment holds it whole (IoU 1)
+    masks[2, 0, 0] = True  # one pixel of piece 0: IoU 1/16, and it covers no superpixel
+    out = snap(masks, segments, superpixels, superpixel_iou=0.4, superpixel_cover=0.6)
+    assert torch.equal(out[0], torch.from_numpy(superpixels <= 3))  # the four pieces
+    assert torch.equal(out[1], torch.from_numpy(segments[5]))
+    assert torch.equal(out[2], torch.from_numpy(segments[0]))  # no superpixel: the best segment stays
+    assert torch.equal(snap(masks, segments, superpixels, superpixel_iou=0.0), best_overlap(masks, segments))
+    assert torch.equal(snap(masks, segments), best_overlap(masks, segments))
+
+
+def test_superpixel_settings_must_lie_in_range():
+    from wsis import config as config_lib
+
+    for bad in ("test.superpixel_iou=-0.1", "test.superpixel_iou=1.5", "test.superpixel_cover=0"):
+        with pytest.raises(ValueError, match=r"test\.superpixel_iou must be in \[0, 1\] and test\.superpixel_cover"):
+            config_lib.load(None, [bad])
+
+
 def test_graph_segments_cover_the_image_at_each_granularity():
     pytest.importorskip("cv2", reason="opencv-contrib-python-headless is not installed")
     image = np.zeros((32, 40, 3), np.uint8)
     image[8:24, 10:30] = (200, 30, 30)
-    one = graph_segments(image, ks=(300,), min_size=20)
+    one = label_regions(graph_labels(image, 300, min_size=20))
     assert one.shape[1:] == (32, 40) and (one.sum(0) == 1).all()  # one granularity partitions the image
-    segs = graph_segments(image, ks=(100, 1000), min_size=20)
+    segs = np.concatenate([label_regions(graph_labels(image, k, min_size=20)) for k in (100, 1000)])
     assert len(segs) >= 2 and (segs.sum(0) == 2).all()
     square = np.zeros((32, 40), bool)
     square[8:24, 10:30] = True

@@ -187,6 +187,11 @@ class TestConfig:
     # After segments replace the masks, a detection whose new mask overlaps a higher-scoring one of
     # its class above this IoU is dropped (PRM's NMS after retrieval; README, Results); 1 keeps all.
     postprocess_nms: float = 0.5
+    # With `segments`: a mask whose best segment matches it below this IoU (an object that clutter cut
+    # into pieces) takes instead the finest graph regions it covers for at least
+    # `superpixel_cover` of their area; 0 = best segment only (README, Results)
+    superpixel_iou: float = 0.4
+    superpixel_cover: float = 0.6
 
 
 @dataclass
@@ -243,6 +248,9 @@ class Config:
             raise ValueError(f"solver.optimizer must be sgd or adamw, got {self.solver.optimizer!r}")
         if not 0 < self.test.postprocess_nms <= 1:
             raise ValueError(f"test.postprocess_nms must be in (0, 1], got {self.test.postprocess_nms}")
+        if not 0 <= self.test.superpixel_iou <= 1 or not 0 < self.test.superpixel_cover <= 1:
+            raise ValueError(f"test.superpixel_iou must be in [0, 1] and test.superpixel_cover in (0, 1], got "
+                             f"{self.test.superpixel_iou} and {self.test.superpixel_cover}")  # fmt: skip
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         return self

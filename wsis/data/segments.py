@@ -12,7 +12,7 @@ import numpy as np
 from .cache import compute_missing
 from .formats import open_split
 
-GRAPH_KS = (100, 300, 1000)  # the granularities of the graph segments
+GRAPH_KS = (100, 300, 1000)  # the granularities of the graph segments, finest first
 
 
 def graph_labels(image: np.ndarray, k: float, sigma: float = 0.8, min_size: int = 50) -> np.ndarray:
@@ -23,14 +23,10 @@ def graph_labels(image: np.ndarray, k: float, sigma: float = 0.8, min_size: int 
     return cv2.ximgproc.segmentation.createGraphSegmentation(sigma, float(k), min_size).processImage(image[..., ::-1])
 
 
-def graph_segments(image: np.ndarray, ks: Sequence[float] = GRAPH_KS, sigma: float = 0.8,
-                   min_size: int = 50) -> np.ndarray:  # fmt: skip
-    """Segment proposals bool [N, H, W]: the regions of `graph_labels` at each granularity `k`."""
-    out = []
-    for k in ks:
-        seg = graph_labels(image, k, sigma, min_size)
-        out += [seg == i for i in range(int(seg.max()) + 1)]
-    return np.stack(out)
+def label_regions(labels: np.ndarray) -> np.ndarray:
+    """The regions bool [N, H, W] of a label map [H, W] with ids 0..N-1 (those of `graph_labels`:
+    the segment proposals of one granularity)."""
+    return labels[None] == np.arange(int(labels.max()) + 1)[:, None, None]
 
 
 def segment_ids(image: np.ndarray, ks: Sequence[float] = GRAPH_KS) -> np.ndarray:

@@ -1,6 +1,11 @@
 """Post-processing (Sec. 3.4): each mask replaced by the segment proposal that overlaps it best, or
 by its detection's box filled in (the baseline masks must beat).
 
+Where clutter or texture cut an object into pieces, no single segment holds it whole, and the best
+one is a piece. With `segments`, a mask whose best segment matches it below `superpixel_iou` takes
+instead the union of the finest graph regions (superpixels) it covers for at least
+`superpixel_cover` of their area (README, Results: +5.9 mAP^r@0.5 on the CPU default's val set).
+
 After segments replace the masks, a part, a whole and a group box of one object often snap to the
 same segment: `mask_nms` keeps the highest-scoring of each such set, as PRM does after its
 retrieval of segment proposals (the paper's post-processing follows PRM's).
@@ -15,7 +20,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..data.segments import graph_segments
+from ..data.segments import GRAPH_KS, graph_labels, label_regions
 from ..inference import Detections, fill_boxes
 from .metrics import mask_iou
 
@@ -50,6 +55,31 @@ def best_overlap(masks: torch.Tensor, segments: np.ndarray) -> torch.Tensor:
     return out
 
 
+def superpixel_vote(masks: torch.Tensor, superpixels: np.ndarray, cover: float) -> torch.Tensor:
+    """Each mask [N, H, W] replaced by the union of the superpixels (region ids [H, W]) it covers
+    for at least `cover` of their area."""
+    ids = superpixels.ravel()
+    area = np.maximum(np.bincount(ids), 1)
+    covered = [np.bincount(ids, weights=m.ravel(), minlength=len(area)) / area >= cover for m in masks.numpy()]
+    return torch.from_numpy(np.stack([c[ids] for c in covered]).reshape(masks.shape)) if covered else masks.clone()
+
+
+def snap(masks: torch.Tensor, segments: np.ndarray, superpixels: Optional[np.ndarray] = None,
+         superpixel_iou: float = 0.0, superpixel_cover: float = 0.6) -> torch.Tensor:  # fmt: skip
+    """`best_overlap`, except that a mask whose best segment matches it below `superpixel_iou` takes
+    its `superpixel_vote` (where that keeps any pixel)."""
+    out = best_overlap(masks, segments)
+    if superpixels is None or superpixel_iou <= 0 or len(masks) == 0:
+        return out
+    best = mask_iou(masks.numpy(), segments).max(1) if len(segments) else np.zeros(len(masks))
+    weak = torch.from_numpy(best < superpixel_iou)
+    if weak.any():
+        voted = superpixel_vote(masks[weak], superpixels, superpixel_cover)
+        rows = torch.nonzero(weak)[:, 0][voted.flatten(1).any(1)]
+        out[rows] = voted[voted.flatten(1).any(1)]
+    return out
+
+
 def mask_nms(det: Detections, threshold: float) -> Detections:
     """Greedy per-class NMS on the masks, highest score first (ties: the earlier detection): a
     detection whose mask has an IoU above `threshold` with a kept one of its class is dropped.
@@ -79,10 +109,12 @@ def check_postprocess(spec: str) -> None:
     raise ValueError(f"--postprocess must be none, segments, boxes or mcg:DIR, got {spec!r}")
 
 
-def make_postprocess(spec: str, image_path: Callable[[str], Path]) -> Optional[Callable[[str, Detections], torch.Tensor]]:
+def make_postprocess(spec: str, image_path: Callable[[str], Path], superpixel_iou: float = 0.0,
+                     superpixel_cover: float = 0.6) -> Optional[Callable[[str, Detections], torch.Tensor]]:  # fmt: skip
     """The new masks of an image's detections: `segments` (OpenCV graph segments of the images,
-    found by `image_path(id)`), `mcg:DIR` (DIR/<id>.mat), `boxes` (each box filled in: the
-    baseline the model's masks must beat); None for `none`."""
+    found by `image_path(id)`, with the `snap` of their finest regions below `superpixel_iou`),
+    `mcg:DIR` (DIR/<id>.mat, best overlap only), `boxes` (each box filled in: the baseline the
+    model's masks must beat); None for `none`."""
     check_postprocess(spec)
     if spec == "none":
         return None
@@ -94,7 +126,9 @@ def make_postprocess(spec: str, image_path: Callable[[str], Path]) -> Optional[C
         def post(image_id: str, det: Detections) -> torch.Tensor:
             with Image.open(image_path(image_id)) as im:
                 rgb = np.asarray(im.convert("RGB"))
-            return best_overlap(det.masks, graph_segments(rgb))
+            labels = [graph_labels(rgb, k) for k in GRAPH_KS]  # finest first
+            segments = np.concatenate([label_regions(x) for x in labels])
+            return snap(det.masks, segments, labels[0], superpixel_iou, superpixel_cover)
 
         return post
     folder = Path(spec[4:])  # mcg:DIR

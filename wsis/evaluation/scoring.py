@@ -8,7 +8,7 @@ from typing import Dict, Optional
 import torch
 
 import numpy as np
-from ..config import Config
+from ..config import Config, TestConfig
 from ..data.formats import is_coco, open_split
 from ..data.loader import InferenceDataset
 from ..inference import Detections, Predictor, fill_boxes, image_views, predict_split, test_views
@@ -85,7 +85,7 @@ def evaluate_model(model, cfg: Config, root: Path, split: str, corloc_split: Opt
     m = score(dets, data, corloc_dets, corloc_data)
     m["split"], m["corloc_split"] = split, corloc_split or split
     if postprocess != "none":
-        m["postprocessed"] = postprocessed_metrics(dets, data, postprocess, cfg.test.postprocess_nms)
+        m["postprocessed"] = postprocessed_metrics(dets, data, postprocess, cfg.test)
     return m, dets, data
 
 
@@ -93,11 +93,12 @@ def evaluate_model(model, cfg: Config, root: Path, split: str, corloc_split: Opt
 MASK_METRICS = ("mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO")
 
 
-def postprocessed_metrics(dets: Dict[str, Detections], data, method: str, nms: float) -> Dict[str, object]:
-    """The mask figures after `method` replaced the masks; after segment proposals (not filled
-    boxes), `mask_nms` at `nms` drops the detections whose new mask repeats a better one's."""
-    post = make_postprocess(method, data.image_path)
-    nms = None if method == "boxes" else nms  # filled boxes went through the box NMS already
+def postprocessed_metrics(dets: Dict[str, Detections], data, method: str, test: TestConfig) -> Dict[str, object]:
+    """The mask figures after `method` replaced the masks (with `segments`, the superpixels of
+    `test.superpixel_iou`); after segment proposals (not filled boxes), `mask_nms` at
+    `test.postprocess_nms` drops the detections whose new mask repeats a better one's."""
+    post = make_postprocess(method, data.image_path, test.superpixel_iou, test.superpixel_cover)
+    nms = None if method == "boxes" else test.postprocess_nms  # filled boxes went through the box NMS already
     bar = Progress(len(dets), f"postprocess ({method})", "img")
     snapped = {}
     for n, (image_id, d) in enumerate(dets.items(), 1):
@@ -105,7 +106,8 @@ def postprocessed_metrics(dets: Dict[str, Detections], data, method: str, nms: f
         if nms is not None:
             snapped[image_id] = mask_nms(snapped[image_id], nms)
         bar.update(n)
-    return {"method": method, "nms": nms, **mask_figures(score(snapped, data, None, None))}
+    superpixels = {"superpixel_iou": test.superpixel_iou, "superpixel_cover": test.superpixel_cover} if method == "segments" else {}
+    return {"method": method, "nms": nms, **superpixels, **mask_figures(score(snapped, data, None, None))}
 
 
 def mask_figures(m: Dict[str, object]) -> Dict[str, object]:
