@@ -125,6 +125,7 @@ def by_hand(model, cfg, rois, counts, labels, out):
 @pytest.mark.parametrize("options", [("model.seg_channels=all", "model.reg_norm=all", "model.snap_pseudo_masks=false",
                                       "model.context_frame=0"),  # as printed
                                      ("model.snap_pseudo_masks=true",),  # the CPU default
+                                     ("model.snap_pseudo_masks=true", "model.snap_superpixel_iou=1.0"),  # superpixels wherever they cover
                                      ("model.pseudo_seeds=mist", "model.seed_top=0.5")])  # several seeds per class
 def test_losses_match_a_hand_computation_of_eq3_to_eq9(options):
     model, cfg = tiny("model.img_loss_weight=0.3", "model.seg_loss_weight=2.0", *options)  # unequal: a swap would show

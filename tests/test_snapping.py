@@ -30,12 +30,32 @@ def test_snap_takes_the_segment_of_highest_iou_at_any_granularity():
     blob = torch.zeros(6, 6, dtype=torch.bool)
     blob[1:5, 1:4] = True  # 12 cells: IoU 12/16 with the square, 9/21 with the left half
     square = fine == 3
-    assert torch.equal(snap(blob, ids), square)
+    out, taken = snap(blob, ids)
+    assert torch.equal(out, square) and taken.tolist() == [3]
     left = torch.zeros(6, 6, dtype=torch.bool)
     left[:, :3] = True
-    assert torch.equal(snap(left, ids), left)  # the left half is a segment itself
+    assert torch.equal(snap(left, ids)[0], left)  # the left half is a segment itself
     empty = torch.zeros(6, 6, dtype=torch.bool)
-    assert torch.equal(snap(empty, ids), empty)
+    out, taken = snap(empty, ids)
+    assert torch.equal(out, empty) and taken is None
+
+
+def test_snap_takes_the_covered_finest_segments_where_no_segment_matches_well():
+    # finest granularity first: four 3x3 quarters; the coarser one splits the grid into rows 0-1 and 2-5
+    fine = torch.tensor([[0] * 3 + [1] * 3] * 3 + [[2] * 3 + [3] * 3] * 3)
+    coarse = torch.full((6, 6), 4)
+    coarse[2:] = 5
+    ids = torch.stack([fine, coarse])
+    mask = torch.zeros(6, 6, dtype=torch.bool)
+    mask[:, :3] = True  # quarters 0 and 2 whole ...
+    mask[0:2, 3] = True  # ... and 2 of quarter 1's 9 cells: 20 cells
+    # IoU 9/20 with quarter 0 (the first of a tie with 2), 8/24 with rows 0-1, 12/32 with rows 2-5
+    out, taken = snap(mask, ids, superpixel_iou=0.6, superpixel_cover=0.6)
+    assert sorted(taken.tolist()) == [0, 2] and torch.equal(out, (fine == 0) | (fine == 2))
+    out, taken = snap(mask, ids)  # off: the best segment
+    assert taken.tolist() == [0] and torch.equal(out, fine == 0)
+    assert snap(mask, ids, superpixel_iou=0.4)[1].tolist() == [0]  # 0.45 matches well enough
+    assert snap(mask, ids, superpixel_iou=0.6, superpixel_cover=0.2)[1].tolist() == [0, 1, 2]  # 2/9 of quarter 1
 
 
 def test_segment_ids_split_flat_regions_with_ids_unique_across_granularities():

@@ -118,6 +118,10 @@ class ModelConfig:
     # (model/snapping.py; the paper's segment post-processing, used on the pseudo masks in training;
     # not in the paper, measured in README: Results)
     snap_pseudo_masks: bool = True
+    # ... and where that segment's IoU with the mask is below this, the finest segments it covers for
+    # at least snap_superpixel_cover of their cells, as test.superpixel_iou does at test time; 0 = off
+    snap_superpixel_iou: float = 0.0
+    snap_superpixel_cover: float = 0.6
     # Eq.5's 1/|R|: over all proposals ("all", as printed: a few paired of 100 leave the loss near 1e-3)
     # or over the paired ones ("paired"), as Fast R-CNN's box loss (README, Results)
     reg_norm: str = "paired"
@@ -224,6 +228,9 @@ class Config:
         if m.reg_target not in ("seed", "segment") or (m.reg_target == "segment" and not (m.snap_pseudo_masks and m.img)):
             raise ValueError(f"model.reg_target must be seed or segment (segment needs model.snap_pseudo_masks=true "
                              f"and model.img=true), got {m.reg_target!r}")  # fmt: skip
+        if not 0 <= m.snap_superpixel_iou <= 1 or not 0 < m.snap_superpixel_cover <= 1:
+            raise ValueError(f"model.snap_superpixel_iou must be in [0, 1] and model.snap_superpixel_cover in (0, 1], "
+                             f"got {m.snap_superpixel_iou} and {m.snap_superpixel_cover}")  # fmt: skip
         if m.reg_norm not in ("all", "paired"):
             raise ValueError(f"model.reg_norm must be all or paired, got {m.reg_norm!r}")
         if m.context_frame != 0 and not m.context_frame > 1:

@@ -232,7 +232,8 @@ class CommunityNet(nn.Module):
                                      "(TrainDataset(..., segments=True) loads them)")  # fmt: skip
                 masks = masks.clone()
                 masks[rows[fg], channel[fg]], boxes = snapping.snap_masks(
-                    segments, rois[sel.index][fg], masks[rows[fg], channel[fg]], with_boxes=cfg.reg_target == "segment")
+                    segments, rois[sel.index][fg], masks[rows[fg], channel[fg]], cfg.reg_target == "segment",
+                    cfg.snap_superpixel_iou, cfg.snap_superpixel_cover)
                 if boxes is not None:
                     out.update(segment_rows=sel.index[fg], segment_boxes=boxes)
             if cfg.seg_channels == "assigned":

@@ -21,11 +21,12 @@ def roi_segment_ids(segments: torch.Tensor, roi: torch.Tensor, size: int) -> tor
     return segments[:, ys[:, None], xs[None, :]]
 
 
-def best_segment(mask: torch.Tensor, ids: torch.Tensor) -> Optional[int]:
+def best_segment(mask: torch.Tensor, ids: torch.Tensor) -> Tuple[Optional[int], float]:
     """The id in `ids [G, T, T]` (cells sharing an id, at any granularity) whose cells have the highest
-    IoU with the bool `mask [T, T]`; None when the mask is empty or no segment overlaps it."""
+    IoU with the bool `mask [T, T]`, and that IoU; (None, 0) when the mask is empty or no segment
+    overlaps it."""
     if not mask.any():
-        return None
+        return None, 0.0
     flat = ids.reshape(-1)
     unique, inverse = flat.unique(return_inverse=True)
     cells = mask.reshape(-1).repeat(len(ids)).float()
@@ -33,34 +34,53 @@ def best_segment(mask: torch.Tensor, ids: torch.Tensor) -> Optional[int]:
     inter = torch.zeros(len(unique)).index_add_(0, inverse, cells)
     iou = inter / (area + mask.sum() - inter)
     best = int(iou.argmax())
-    return int(unique[best]) if iou[best] > 0 else None
+    return (int(unique[best]), float(iou[best])) if iou[best] > 0 else (None, 0.0)
 
 
-def snap(mask: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """`mask` replaced by the cells of its `best_segment` in `ids`; the mask itself when there is none."""
-    best = best_segment(mask, ids)
-    return mask if best is None else (ids == best).any(0)
+def covered_superpixels(mask: torch.Tensor, fine: torch.Tensor, cover: float) -> torch.Tensor:
+    """The ids of the finest segments (`fine [T, T]`) whose cells `mask [T, T]` covers for at least
+    `cover` of them."""
+    unique, inverse = fine.reshape(-1).unique(return_inverse=True)
+    area = torch.zeros(len(unique)).index_add_(0, inverse, torch.ones(len(inverse)))
+    inside = torch.zeros(len(unique)).index_add_(0, inverse, mask.reshape(-1).float())
+    return unique[inside / area >= cover]
 
 
-def segment_box(segments: torch.Tensor, segment: int) -> torch.Tensor:
-    """The box (x1, y1, x2, y2, pixel edges) of segment id `segment` in the whole id map `[G, H, W]`."""
-    ys, xs = torch.nonzero((segments == segment).any(0), as_tuple=True)
+def snap(mask: torch.Tensor, ids: torch.Tensor, superpixel_iou: float = 0.0,
+         superpixel_cover: float = 0.6) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:  # fmt: skip
+    """`mask` replaced by the cells of its `best_segment` in `ids`, or, where that segment's IoU is
+    below `superpixel_iou`, by the finest segments (`ids[0]`) it covers for at least
+    `superpixel_cover` of their cells (as the post-processing does, README: Evaluate); with the ids
+    it took (None, and the mask itself, when it took none)."""
+    best, iou = best_segment(mask, ids)
+    if best is not None and iou < superpixel_iou:
+        voted = covered_superpixels(mask, ids[0], superpixel_cover)
+        if len(voted):
+            return torch.isin(ids[0], voted), voted
+    if best is None:
+        return mask, None
+    return (ids == best).any(0), torch.tensor([best])
+
+
+def segment_box(segments: torch.Tensor, taken: torch.Tensor) -> torch.Tensor:
+    """The box (x1, y1, x2, y2, pixel edges) of the segment ids `taken` in the whole id map `[G, H, W]`."""
+    ys, xs = torch.nonzero(torch.isin(segments, taken).any(0), as_tuple=True)
     return torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
 
 
-def snap_masks(segments: Sequence[torch.Tensor], rois: torch.Tensor, masks: torch.Tensor,
-               with_boxes: bool = False) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:  # fmt: skip
-    """Each pseudo mask `[N, T, T]` of `rois [N, 5]` (batch index, box) replaced by its best-overlapping
-    segment of `segments[batch index]` (`[G, H, W]` ids in the pixels of the boxes); `with_boxes`:
-    also that segment's extent in the whole image, `[N, 4]` (NaN where the mask was kept)."""
+def snap_masks(segments: Sequence[torch.Tensor], rois: torch.Tensor, masks: torch.Tensor, with_boxes: bool = False,
+               superpixel_iou: float = 0.0, superpixel_cover: float = 0.6) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:  # fmt: skip
+    """Each pseudo mask `[N, T, T]` of `rois [N, 5]` (batch index, box) `snap`ped to the segments of
+    `segments[batch index]` (`[G, H, W]` ids in the pixels of the boxes, finest granularity first);
+    `with_boxes`: also the extent of what it took in the whole image, `[N, 4]` (NaN where the mask
+    was kept)."""
     snapped, boxes = [], []
     for m, r in zip(masks, rois):
         image = segments[int(r[0])]
-        ids = roi_segment_ids(image, r[1:], m.shape[-1])
-        best = best_segment(m.bool().cpu(), ids)
-        snapped.append(m.bool().cpu() if best is None else (ids == best).any(0))
+        new, taken = snap(m.bool().cpu(), roi_segment_ids(image, r[1:], m.shape[-1]), superpixel_iou, superpixel_cover)
+        snapped.append(new)
         if with_boxes:
-            boxes.append(torch.full((4,), float("nan")) if best is None else segment_box(image, best))
+            boxes.append(torch.full((4,), float("nan")) if taken is None else segment_box(image, taken))
     if not snapped:
         return masks, (rois.new_zeros((0, 4)) if with_boxes else None)
     return torch.stack(snapped).to(masks), (torch.stack(boxes).to(rois) if with_boxes else None)
