@@ -211,7 +211,20 @@ def test_evaluate_cli_and_rescoring_its_predictions(trained, tiny_root, tmp_path
     again = json.loads((tmp_path / "b" / "metrics.json").read_text())
     for k in ("mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "CorLoc"):
         assert again[k] == pytest.approx(first[k], abs=1e-6), k
+    assert "postprocessed" not in again  # a foreign file is scored as given unless --postprocess says
     assert "mAP@0.5" in capsys.readouterr().out
+    # the same post-processing as the checkpoint's evaluation, from the file
+    evaluate.main(["--predictions", str(tmp_path / "a" / "predictions.json"), "--data", str(tiny_root),
+                   "--postprocess", "segments", "--out", str(tmp_path / "c")])  # fmt: skip
+    snapped = json.loads((tmp_path / "c" / "metrics.json").read_text())["postprocessed"]
+    assert json.dumps(snapped) == json.dumps(first["postprocessed"])
+    evaluate.main(["--predictions", str(tmp_path / "a" / "predictions.json"), "--data", str(tiny_root),
+                   "--postprocess", "segments", "test.superpixel_iou=0", "--out", str(tmp_path / "d")])  # fmt: skip
+    assert json.loads((tmp_path / "d" / "metrics.json").read_text())["postprocessed"]["superpixel_iou"] == 0
+    with pytest.raises(SystemExit):
+        evaluate.main(["--predictions", str(tmp_path / "a" / "predictions.json"), "--data", str(tiny_root),
+                       "--postprocess", "crf"])  # fmt: skip
+    assert "--postprocess must be" in capsys.readouterr().err
 
 
 def test_a_checkpoint_that_does_not_fit_says_what_differs(trained):

@@ -1,5 +1,5 @@
 """python -m wsis.evaluate --checkpoint CKPT [--data ROOT] [--split val] [--tta] [--postprocess ...] [key=value ...]
-python -m wsis.evaluate --predictions FILE.json --data ROOT [--split val]
+python -m wsis.evaluate --predictions FILE.json --data ROOT [--split val] [--postprocess ...] [test.key=value ...]
 python -m wsis.evaluate --checkpoint CKPT --oracle-boxes [--split val]
 
 Scores a checkpoint (mAP^r at 0.25/0.5/0.75, ABO and detection mAP@0.5 on `--split`, CorLoc on
@@ -13,12 +13,13 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from . import config as config_lib
 from .data import proposals
 from .data.formats import open_split
 from .data.prepare import synthetic_root
 from .engine.checkpoint import load_model
-from .evaluation import (check_postprocess, evaluate_model, from_coco, oracle_box_metrics, oracle_table, score, table,
-                         write)
+from .evaluation import (check_postprocess, evaluate_model, from_coco, oracle_box_metrics, oracle_table,
+                         postprocessed_metrics, score, table, write)
 from .inference import TTA_OVERRIDES
 from .model.backbone import WeightsUnavailable
 
@@ -35,7 +36,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--tta", action="store_true", help="ensemble over every scale of data.scales and the flip")
     parser.add_argument("--postprocess", help="none | segments (OpenCV graph segments) | mcg:DIR | boxes (each box "
                                               "filled in); scored beside the model's own masks (default: the "
-                                              "config's test.postprocess)")
+                                              "config's test.postprocess; none for --predictions)")
     parser.add_argument("--oracle-boxes", action="store_true",
                         help="score the mask path alone: the model's masks on the ground-truth boxes and classes, "
                              "beside the same boxes filled in (writes oracle_boxes.json)")  # fmt: skip
@@ -48,9 +49,15 @@ def main(argv: Optional[List[str]] = None) -> None:
         if args.predictions:
             if not args.data:
                 parser.error("--predictions needs --data ROOT")
+            test = config_lib.load(None, args.overrides).test  # the post-processing's settings
+            post = args.postprocess or "none"
+            check_postprocess(post)
             data = open_split(args.data, args.split)
-            m = score(from_coco(args.predictions, data), data, None, None)
+            dets = from_coco(args.predictions, data)
+            m = score(dets, data, None, None)
             m["split"], m["corloc_split"] = args.split, args.split
+            if post != "none":
+                m["postprocessed"] = postprocessed_metrics(dets, data, post, test)
             out = args.out or args.predictions.parent
             write(out, m)
         else:
