@@ -5,7 +5,7 @@ import torch
 from scipy.io import savemat
 
 from wsis.data.segments import graph_labels, label_regions
-from wsis.evaluation.postprocess import best_overlap, load_mcg, make_postprocess, snap, superpixel_vote
+from wsis.evaluation.postprocess import load_mcg, make_postprocess, snap, superpixel_vote
 
 
 def test_mcg_superpixels_and_labels_become_masks(tmp_path):
@@ -24,13 +24,13 @@ def test_mcg_superpixels_and_labels_become_masks(tmp_path):
         load_mcg(tmp_path / "absent.mat")
 
 
-def test_best_overlap_replaces_each_mask_by_its_best_segment():
+def test_snap_replaces_each_mask_by_its_best_segment():
     segments = np.zeros((3, 4, 4), bool)
     segments[0, :2], segments[1, 2:], segments[2, :, :2] = True, True, True
     masks = torch.zeros(3, 4, 4, dtype=torch.bool)
     masks[0, 0, :3] = True  # mostly segment 0
     masks[1, 3, 1:] = True  # mostly segment 1
-    out = best_overlap(masks, segments)
+    out = snap(masks, segments)
     assert torch.equal(out[0], torch.from_numpy(segments[0])) and torch.equal(out[1], torch.from_numpy(segments[1]))
     assert not out[2].any()  # no overlap with anything: kept (empty)
 
@@ -61,8 +61,9 @@ def test_snap_takes_the_superpixels_where_no_segment_holds_the_mask():
     assert torch.equal(out[0], torch.from_numpy(superpixels <= 3))  # the four pieces
     assert torch.equal(out[1], torch.from_numpy(segments[5]))
     assert torch.equal(out[2], torch.from_numpy(segments[0]))  # no superpixel: the best segment stays
-    assert torch.equal(snap(masks, segments, superpixels, superpixel_iou=0.0), best_overlap(masks, segments))
-    assert torch.equal(snap(masks, segments), best_overlap(masks, segments))
+    best = snap(masks, segments)  # no superpixels: the best segment of each
+    assert torch.equal(best[0], torch.from_numpy(segments[0])) and torch.equal(best[1:], out[1:])
+    assert torch.equal(snap(masks, segments, superpixels, superpixel_iou=0.0), best)
 
 
 def test_superpixel_settings_must_lie_in_range():
@@ -83,7 +84,7 @@ def test_graph_segments_cover_the_image_at_each_granularity():
     assert len(segs) >= 2 and (segs.sum(0) == 2).all()
     square = np.zeros((32, 40), bool)
     square[8:24, 10:30] = True
-    best = best_overlap(torch.from_numpy(square[None]), segs)[0].numpy()
+    best = snap(torch.from_numpy(square[None]), segs)[0].numpy()
     assert (best & square).sum() / (best | square).sum() > 0.7  # the smoothed edge may split off
 
 
