@@ -29,6 +29,16 @@ def label_regions(labels: np.ndarray) -> np.ndarray:
     return labels[None] == np.arange(int(labels.max()) + 1)[:, None, None]
 
 
+def covered_regions(mask: np.ndarray, labels: np.ndarray, cover: float) -> np.ndarray:
+    """For each id 0..max of a label map (non-negative ints, the shape of the bool `mask`), whether
+    `mask` covers at least `cover` of its pixels (False for ids the map lacks): the superpixels a
+    mask takes in the snapping of training and of the post-processing."""
+    ids = labels.ravel()
+    area = np.bincount(ids)
+    inside = np.bincount(ids, weights=mask.ravel(), minlength=len(area))
+    return inside / np.maximum(area, 1) >= cover
+
+
 def segment_ids(image: np.ndarray, ks: Sequence[float] = GRAPH_KS) -> np.ndarray:
     """The `graph_labels` of an RGB uint8 image at each granularity, uint16 `[len(ks), H, W]`, with ids
     unique across granularities (cells that share an id lie in one segment)."""

@@ -20,7 +20,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..data.segments import GRAPH_KS, graph_labels, label_regions
+from ..data.segments import GRAPH_KS, covered_regions, graph_labels, label_regions
 from ..inference import Detections, fill_boxes
 from .metrics import mask_iou
 
@@ -47,10 +47,9 @@ def load_mcg(path: Path) -> np.ndarray:
 def superpixel_vote(masks: torch.Tensor, superpixels: np.ndarray, cover: float) -> torch.Tensor:
     """Each mask [N, H, W] replaced by the union of the superpixels (region ids [H, W]) it covers
     for at least `cover` of their area."""
-    ids = superpixels.ravel()
-    area = np.maximum(np.bincount(ids), 1)
-    covered = [np.bincount(ids, weights=m.ravel(), minlength=len(area)) / area >= cover for m in masks.numpy()]
-    return torch.from_numpy(np.stack([c[ids] for c in covered]).reshape(masks.shape)) if covered else masks.clone()
+    if len(masks) == 0:
+        return masks.clone()
+    return torch.from_numpy(np.stack([covered_regions(m, superpixels, cover)[superpixels] for m in masks.numpy()]))
 
 
 def snap(masks: torch.Tensor, segments: np.ndarray, superpixels: Optional[np.ndarray] = None,

@@ -10,6 +10,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from ..data.segments import covered_regions
 from .pairwise import cell_centres
 
 
@@ -37,15 +38,6 @@ def best_segment(mask: torch.Tensor, ids: torch.Tensor) -> Tuple[Optional[int], 
     return (int(unique[best]), float(iou[best])) if iou[best] > 0 else (None, 0.0)
 
 
-def covered_superpixels(mask: torch.Tensor, fine: torch.Tensor, cover: float) -> torch.Tensor:
-    """The ids of the finest segments (`fine [T, T]`) whose cells `mask [T, T]` covers for at least
-    `cover` of them."""
-    unique, inverse = fine.reshape(-1).unique(return_inverse=True)
-    area = torch.zeros(len(unique)).index_add_(0, inverse, torch.ones(len(inverse)))
-    inside = torch.zeros(len(unique)).index_add_(0, inverse, mask.reshape(-1).float())
-    return unique[inside / area >= cover]
-
-
 def snap(mask: torch.Tensor, ids: torch.Tensor, superpixel_iou: float = 0.0,
          superpixel_cover: float = 0.6) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:  # fmt: skip
     """`mask` replaced by the cells of its `best_segment` in `ids`, or, where that segment's IoU is
@@ -54,9 +46,10 @@ def snap(mask: torch.Tensor, ids: torch.Tensor, superpixel_iou: float = 0.0,
     it took (None, and the mask itself, when it took none)."""
     best, iou = best_segment(mask, ids)
     if best is not None and iou < superpixel_iou:
-        voted = covered_superpixels(mask, ids[0], superpixel_cover)
-        if len(voted):
-            return torch.isin(ids[0], voted), voted
+        fine = ids[0]
+        covered = torch.from_numpy(covered_regions(mask.numpy(), fine.numpy(), superpixel_cover))
+        if covered.any():
+            return covered[fine.long()], torch.nonzero(covered)[:, 0].to(fine.dtype)
     if best is None:
         return mask, None
     return (ids == best).any(0), torch.tensor([best])
