@@ -273,8 +273,10 @@ def test_postprocessed_metrics_change_the_masks_only(trained, tiny_root):
     model, cfg, _ = load_model(trained / "checkpoints" / "last.pt")
     m, dets, data = evaluation.evaluate_model(model, cfg, tiny_root, "val", None, torch.device("cpu"), "segments")
     p = m["postprocessed"]
-    assert set(p) == {"method", "nms", "superpixel_iou", "superpixel_cover", "per_class", *evaluation.MASK_METRICS}
-    assert (p["nms"], p["superpixel_iou"], p["superpixel_cover"]) == (cfg.test.postprocess_nms, cfg.test.superpixel_iou, cfg.test.superpixel_cover)
+    assert set(p) == {"method", "nms", "superpixel_iou", "superpixel_cover", "segment_box_weight", "per_class",
+                      *evaluation.MASK_METRICS}  # fmt: skip
+    assert (p["nms"], p["superpixel_iou"], p["superpixel_cover"], p["segment_box_weight"]) == (
+        cfg.test.postprocess_nms, cfg.test.superpixel_iou, cfg.test.superpixel_cover, cfg.test.segment_box_weight)
     again = evaluation.postprocessed_metrics(dets, data, "segments", cfg.test)
     assert json.dumps(again) == json.dumps(p)  # per-class NaN where a class has no instance
     boxes = evaluation.postprocessed_metrics(dets, data, "boxes", cfg.test)

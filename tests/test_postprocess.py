@@ -1,11 +1,14 @@
-"""Post-processing: MCG .mat proposals, OpenCV graph segments, best-overlap replacement."""
+"""Post-processing: MCG .mat proposals, OpenCV graph segments, best-overlap replacement, the box prior."""
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scipy.io import savemat
 
-from wsis.data.segments import graph_labels, label_regions
+from wsis.data.segments import graph_labels, label_regions, region_boxes
+from wsis.evaluation.metrics import box_iou, mask_iou
 from wsis.evaluation.postprocess import load_mcg, make_postprocess, snap, superpixel_vote
+from wsis.inference import Detections
 
 
 def test_mcg_superpixels_and_labels_become_masks(tmp_path):
@@ -66,9 +69,68 @@ def test_snap_takes_the_superpixels_where_no_segment_holds_the_mask():
     assert torch.equal(snap(masks, segments, superpixels, superpixel_iou=0.0), best)
 
 
+def ring_and_hole():
+    """A 10x10 ring (a 6x6 hole) and its hole as two segments, the rest of the 12x12 image a third."""
+    ring = np.zeros((12, 12), bool)
+    ring[1:11, 1:11] = True
+    ring[3:9, 3:9] = False
+    hole = np.zeros((12, 12), bool)
+    hole[3:9, 3:9] = True
+    return ring, hole, np.stack([ring, hole, ~(ring | hole)])
+
+
+def test_the_box_prior_takes_the_segment_that_fits_the_detection_box():
+    ring, hole, segments = ring_and_hole()
+    blob = np.zeros((12, 12), bool)
+    blob[2:10, 2:10] = True  # a central mask: IoU 36/64 with the hole, 28/100 with the ring
+    boxes = np.array([[1.0, 1.0, 11.0, 11.0]])  # the detection fits the ring
+    fit = box_iou(boxes, np.stack([region_boxes(s.astype(np.int64))[1] for s in segments]))
+    masks = torch.from_numpy(blob[None])
+    assert torch.equal(snap(masks, segments)[0], torch.from_numpy(hole))  # best overlap: the hole
+    assert torch.equal(snap(masks, segments, box_fit=fit, box_weight=0.5)[0], torch.from_numpy(ring))
+    # 0.5625 + 0.1 * 0.36 against 0.28 + 0.1: a small weight leaves the overlap in charge
+    assert torch.equal(snap(masks, segments, box_fit=fit, box_weight=0.1)[0], torch.from_numpy(hole))
+    # a segment that does not overlap the mask is never taken, however well its box fits
+    far = np.zeros((12, 12), bool)
+    far[0, 0] = far[11, 11] = True
+    far_fit = box_iou(boxes, np.array([[0.0, 0.0, 12.0, 12.0]]))
+    out = snap(masks, np.concatenate([segments[1:2], far[None]]), box_fit=np.concatenate([fit[:, 1:2], far_fit], 1), box_weight=5)
+    assert torch.equal(out[0], torch.from_numpy(hole))
+
+
+def test_region_boxes_bound_each_id_of_a_label_map_or_a_stack():
+    labels = np.zeros((2, 5, 6), np.int64)
+    labels[0, 1:3, 2:5] = 1
+    labels[1] = 3
+    labels[1, 4, 0] = 4
+    assert region_boxes(labels).tolist() == [[0, 0, 6, 5], [2, 1, 5, 3], [0, 0, 0, 0], [0, 0, 6, 5], [0, 4, 1, 5]]
+    assert region_boxes(labels[0]).tolist() == [[0, 0, 6, 5], [2, 1, 5, 3]]
+
+
+def test_postprocess_segments_uses_the_box_prior_of_its_weight(tmp_path):
+    # an image of a ring around a hole of another colour: the central mask snaps to the hole by
+    # overlap, to the ring with the box prior
+    ring, hole, _ = ring_and_hole()
+    rgb = np.zeros((12, 12, 3), np.uint8)
+    rgb[ring], rgb[hole] = (220, 30, 30), (30, 30, 220)
+    Image.fromarray(np.kron(rgb, np.ones((8, 8, 1), np.uint8))).save(tmp_path / "a.png")  # 96x96, segments of >= 50 px
+    big = lambda m: np.kron(m, np.ones((8, 8), bool))  # noqa: E731
+    blob = np.zeros((12, 12), bool)
+    blob[2:10, 2:10] = True
+    det = Detections(torch.tensor([[8.0, 8.0, 88.0, 88.0]]), torch.tensor([1]), torch.tensor([0.9]), torch.from_numpy(big(blob)[None]))
+    plain = make_postprocess("segments", lambda i: tmp_path / f"{i}.png")("a", det)
+    boxed = make_postprocess("segments", lambda i: tmp_path / f"{i}.png", box_weight=0.5)("a", det)
+    # (the graph segments leave thin strips along the colour edges)
+    truth = np.stack([big(hole), big(ring)])
+    assert mask_iou(plain.numpy(), truth)[0].round(1).tolist() == [0.8, 0.0]
+    assert mask_iou(boxed.numpy(), truth)[0].round(1).tolist() == [0.0, 0.8]
+
+
 def test_superpixel_settings_must_lie_in_range():
     from wsis import config as config_lib
 
+    with pytest.raises(ValueError, match=r"test\.segment_box_weight must be >= 0"):
+        config_lib.load(None, ["test.segment_box_weight=-0.5"])
     for bad in ("test.superpixel_iou=-0.1", "test.superpixel_iou=1.5", "test.superpixel_cover=0"):
         with pytest.raises(ValueError, match=r"test\.superpixel_iou must be in \[0, 1\] and test\.superpixel_cover"):
             config_lib.load(None, [bad])

@@ -9,7 +9,7 @@ from wsis.data import segments as segments_lib
 from wsis.data.synthetic import Settings, generate
 from wsis.data.loader import TrainDataset, resize_ids
 from wsis.config import DataConfig
-from wsis.model.snapping import roi_segment_ids, snap
+from wsis.model.snapping import roi_segment_ids, snap, snap_masks
 
 
 def test_roi_segment_ids_sample_the_cell_centres():
@@ -56,6 +56,23 @@ def test_snap_takes_the_covered_finest_segments_where_no_segment_matches_well():
     assert taken.tolist() == [0] and torch.equal(out, fine == 0)
     assert snap(mask, ids, superpixel_iou=0.4)[1].tolist() == [0]  # 0.45 matches well enough
     assert snap(mask, ids, superpixel_iou=0.6, superpixel_cover=0.2)[1].tolist() == [0, 1, 2]  # 2/9 of quarter 1
+
+
+def test_the_box_prior_takes_the_segment_whose_image_box_fits_the_roi():
+    # a 20x20 image: a ring (rows/cols 2-17, hole 6-13) with its hole as its own segment, at one
+    # granularity, and the same with the hole merged into the ring at a coarser one
+    image = torch.zeros(2, 20, 20, dtype=torch.int32)
+    image[0, 2:18, 2:18], image[0, 6:14, 6:14] = 1, 2
+    image[1] = 3
+    image[1, 2:18, 2:18] = 4
+    roi = torch.tensor([[0.0, 2.0, 2.0, 18.0, 18.0]])  # fits the ring; the grid's cells are 4 px
+    blob = torch.zeros(1, 4, 4)
+    blob[0, 1:3, 1:3] = 1  # the hole's 4 cells: IoU 1 with the hole, 4/16 with ring + hole
+    out, _ = snap_masks([image], roi, blob)
+    assert torch.equal(out[0].bool(), blob[0].bool())  # by overlap: the hole
+    out, _ = snap_masks([image], roi, blob, box_weight=2.0)  # hole 1 + 2 x 0.25, ring + hole 0.25 + 2 x 1
+    assert out[0].bool().all()  # the ring and its hole: the whole grid (the ring alone does not overlap the mask)
+    assert torch.equal(snap_masks([image], roi, blob, box_weight=0.5)[0], blob)  # 1.125 against 0.75
 
 
 def test_segment_ids_split_flat_regions_with_ids_unique_across_granularities():

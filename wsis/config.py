@@ -122,6 +122,9 @@ class ModelConfig:
     # at least snap_superpixel_cover of their cells, as test.superpixel_iou does at test time; 0 = off
     snap_superpixel_iou: float = 0.0
     snap_superpixel_cover: float = 0.6
+    # the snapping ranks the segments by IoU with the mask + snap_box_weight x IoU of the segment's
+    # box (in the whole image) with the proposal's: a box prior against a ring's hole; 0 = off
+    snap_box_weight: float = 0.0
     # Eq.5's 1/|R|: over all proposals ("all", as printed: a few paired of 100 leave the loss near 1e-3)
     # or over the paired ones ("paired"), as Fast R-CNN's box loss (README, Results)
     reg_norm: str = "paired"
@@ -196,6 +199,10 @@ class TestConfig:
     # `superpixel_cover` of their area; 0 = best segment only (README, Results)
     superpixel_iou: float = 0.4
     superpixel_cover: float = 0.6
+    # With `segments`: the segment a mask takes is the one of highest IoU with it + this x the IoU of
+    # the segment's box with the detection's (a box prior: the hole of a ring overlaps a central mask
+    # best, the ring fits the box); 0 = the paper's best overlap (README, Results)
+    segment_box_weight: float = 0.5
 
 
 @dataclass
@@ -228,6 +235,8 @@ class Config:
         if m.reg_target not in ("seed", "segment") or (m.reg_target == "segment" and not (m.snap_pseudo_masks and m.img)):
             raise ValueError(f"model.reg_target must be seed or segment (segment needs model.snap_pseudo_masks=true "
                              f"and model.img=true), got {m.reg_target!r}")  # fmt: skip
+        if m.snap_box_weight < 0:
+            raise ValueError(f"model.snap_box_weight must be >= 0, got {m.snap_box_weight}")
         if not 0 <= m.snap_superpixel_iou <= 1 or not 0 < m.snap_superpixel_cover <= 1:
             raise ValueError(f"model.snap_superpixel_iou must be in [0, 1] and model.snap_superpixel_cover in (0, 1], "
                              f"got {m.snap_superpixel_iou} and {m.snap_superpixel_cover}")  # fmt: skip
@@ -255,6 +264,8 @@ class Config:
             raise ValueError(f"solver.optimizer must be sgd or adamw, got {self.solver.optimizer!r}")
         if not 0 < self.test.postprocess_nms <= 1:
             raise ValueError(f"test.postprocess_nms must be in (0, 1], got {self.test.postprocess_nms}")
+        if self.test.segment_box_weight < 0:
+            raise ValueError(f"test.segment_box_weight must be >= 0, got {self.test.segment_box_weight}")
         if not 0 <= self.test.superpixel_iou <= 1 or not 0 < self.test.superpixel_cover <= 1:
             raise ValueError(f"test.superpixel_iou must be in [0, 1] and test.superpixel_cover in (0, 1], got "
                              f"{self.test.superpixel_iou} and {self.test.superpixel_cover}")  # fmt: skip

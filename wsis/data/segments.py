@@ -39,6 +39,23 @@ def covered_regions(mask: np.ndarray, labels: np.ndarray, cover: float) -> np.nd
     return inside / np.maximum(area, 1) >= cover
 
 
+def region_boxes(labels: np.ndarray) -> np.ndarray:
+    """The box (x1, y1, x2, y2, pixel edges) of every id 0..max of a label map (non-negative ints
+    `[H, W]`, or `[G, H, W]` whose granularities share no id), float32 `[max + 1, 4]`; zeros for an
+    id the map lacks. It serves the box prior of the snapping in training and post-processing."""
+    from scipy import ndimage
+
+    labels = np.asarray(labels)
+    h = labels.shape[-2]
+    stacked = labels.reshape(-1, labels.shape[-1]).astype(np.int64) + 1  # ndimage counts ids from 1
+    boxes = np.zeros((int(stacked.max()), 4), np.float32)
+    for i, found in enumerate(ndimage.find_objects(stacked)):
+        if found is not None:
+            ys, xs = found
+            boxes[i] = (xs.start, ys.start % h, xs.stop, (ys.stop - 1) % h + 1)
+    return boxes
+
+
 def segment_ids(image: np.ndarray, ks: Sequence[float] = GRAPH_KS) -> np.ndarray:
     """The `graph_labels` of an RGB uint8 image at each granularity, uint16 `[len(ks), H, W]`, with ids
     unique across granularities (cells that share an id lie in one segment)."""

@@ -20,9 +20,9 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..data.segments import GRAPH_KS, covered_regions, graph_labels, label_regions
+from ..data.segments import GRAPH_KS, covered_regions, graph_labels, label_regions, region_boxes
 from ..inference import Detections, fill_boxes
-from .metrics import mask_iou
+from .metrics import box_iou, mask_iou
 
 
 def load_mcg(path: Path) -> np.ndarray:
@@ -53,13 +53,19 @@ def superpixel_vote(masks: torch.Tensor, superpixels: np.ndarray, cover: float) 
 
 
 def snap(masks: torch.Tensor, segments: np.ndarray, superpixels: Optional[np.ndarray] = None,
-         superpixel_iou: float = 0.0, superpixel_cover: float = 0.6) -> torch.Tensor:  # fmt: skip
+         superpixel_iou: float = 0.0, superpixel_cover: float = 0.6, box_fit: Optional[np.ndarray] = None,
+         box_weight: float = 0.0) -> torch.Tensor:  # fmt: skip
     """Each mask replaced by the segment of highest IoU with it (kept as is when none overlaps); with
-    `superpixels`, a mask whose best segment matches it below `superpixel_iou` takes its
-    `superpixel_vote` instead (where that keeps any pixel)."""
+    `box_fit` `[N, S]` (the IoU of each mask's detection box with each segment's box), by the segment
+    of highest `IoU + box_weight * box_fit` among those that overlap it. With `superpixels`, a mask
+    that no segment matches at `superpixel_iou` takes its `superpixel_vote` instead (where that
+    keeps any pixel)."""
     if len(masks) == 0 or len(segments) == 0:
         return masks
-    best, idx = torch.from_numpy(mask_iou(masks.numpy(), segments)).max(1)
+    iou = mask_iou(masks.numpy(), segments)
+    best = torch.from_numpy(iou.max(1))
+    rank = iou if box_fit is None else np.where(iou > 0, iou + box_weight * box_fit, -1.0)
+    idx = torch.from_numpy(rank.argmax(1))
     out = masks.clone()
     hit = best > 0
     out[hit] = torch.from_numpy(segments)[idx[hit]]
@@ -101,9 +107,10 @@ def check_postprocess(spec: str) -> None:
 
 
 def make_postprocess(spec: str, image_path: Callable[[str], Path], superpixel_iou: float = 0.0,
-                     superpixel_cover: float = 0.6) -> Optional[Callable[[str, Detections], torch.Tensor]]:  # fmt: skip
+                     superpixel_cover: float = 0.6, box_weight: float = 0.0) -> Optional[Callable[[str, Detections], torch.Tensor]]:  # fmt: skip
     """The new masks of an image's detections: `segments` (OpenCV graph segments of the images,
-    found by `image_path(id)`, with the `snap` of their finest regions below `superpixel_iou`),
+    found by `image_path(id)`, ranked with the box prior of `box_weight`, with the `snap` of their
+    finest regions below `superpixel_iou`),
     `mcg:DIR` (DIR/<id>.mat, best overlap only), `boxes` (each box filled in: the baseline the
     model's masks must beat); None for `none`."""
     check_postprocess(spec)
@@ -119,7 +126,10 @@ def make_postprocess(spec: str, image_path: Callable[[str], Path], superpixel_io
                 rgb = np.asarray(im.convert("RGB"))
             labels = [graph_labels(rgb, k) for k in GRAPH_KS]  # finest first
             segments = np.concatenate([label_regions(x) for x in labels])
-            return snap(det.masks, segments, labels[0], superpixel_iou, superpixel_cover)
+            fit = None
+            if box_weight > 0:
+                fit = box_iou(det.boxes.numpy(), np.concatenate([region_boxes(x) for x in labels]))
+            return snap(det.masks, segments, labels[0], superpixel_iou, superpixel_cover, fit, box_weight)
 
         return post
     folder = Path(spec[4:])  # mcg:DIR

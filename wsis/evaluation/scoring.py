@@ -94,10 +94,10 @@ MASK_METRICS = ("mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO")
 
 
 def postprocessed_metrics(dets: Dict[str, Detections], data, method: str, test: TestConfig) -> Dict[str, object]:
-    """The mask figures after `method` replaced the masks (with `segments`, the superpixels of
-    `test.superpixel_iou`); after segment proposals (not filled boxes), `mask_nms` at
+    """The mask figures after `method` replaced the masks (with `segments`, the box prior of
+    `test.segment_box_weight` and the superpixels of `test.superpixel_iou`); after segment proposals (not filled boxes), `mask_nms` at
     `test.postprocess_nms` drops the detections whose new mask repeats a better one's."""
-    post = make_postprocess(method, data.image_path, test.superpixel_iou, test.superpixel_cover)
+    post = make_postprocess(method, data.image_path, test.superpixel_iou, test.superpixel_cover, test.segment_box_weight)
     nms = None if method == "boxes" else test.postprocess_nms  # filled boxes went through the box NMS already
     bar = Progress(len(dets), f"postprocess ({method})", "img")
     snapped = {}
@@ -106,7 +106,8 @@ def postprocessed_metrics(dets: Dict[str, Detections], data, method: str, test: 
         if nms is not None:
             snapped[image_id] = mask_nms(snapped[image_id], nms)
         bar.update(n)
-    superpixels = {"superpixel_iou": test.superpixel_iou, "superpixel_cover": test.superpixel_cover} if method == "segments" else {}
+    superpixels = {"superpixel_iou": test.superpixel_iou, "superpixel_cover": test.superpixel_cover,
+                   "segment_box_weight": test.segment_box_weight} if method == "segments" else {}  # fmt: skip
     return {"method": method, "nms": nms, **superpixels, **mask_figures(score(snapped, data, None, None))}
 
 

@@ -233,7 +233,7 @@ class CommunityNet(nn.Module):
                 masks = masks.clone()
                 masks[rows[fg], channel[fg]], boxes = snapping.snap_masks(
                     segments, rois[sel.index][fg], masks[rows[fg], channel[fg]], cfg.reg_target == "segment",
-                    cfg.snap_superpixel_iou, cfg.snap_superpixel_cover)
+                    cfg.snap_superpixel_iou, cfg.snap_superpixel_cover, cfg.snap_box_weight)
                 if boxes is not None:
                     out.update(segment_rows=sel.index[fg], segment_boxes=boxes)
             if cfg.seg_channels == "assigned":

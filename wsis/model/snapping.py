@@ -10,7 +10,8 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from ..data.segments import covered_regions
+from .. import ops
+from ..data.segments import covered_regions, region_boxes
 from .pairwise import cell_centres
 
 
@@ -22,10 +23,12 @@ def roi_segment_ids(segments: torch.Tensor, roi: torch.Tensor, size: int) -> tor
     return segments[:, ys[:, None], xs[None, :]]
 
 
-def best_segment(mask: torch.Tensor, ids: torch.Tensor) -> Tuple[Optional[int], float]:
+def best_segment(mask: torch.Tensor, ids: torch.Tensor, box_fit: Optional[torch.Tensor] = None,
+                 box_weight: float = 0.0) -> Tuple[Optional[int], float]:  # fmt: skip
     """The id in `ids [G, T, T]` (cells sharing an id, at any granularity) whose cells have the highest
     IoU with the bool `mask [T, T]`, and that IoU; (None, 0) when the mask is empty or no segment
-    overlaps it."""
+    overlaps it. With `box_fit` (per id, the IoU of its box with the roi's), the id of highest
+    `IoU + box_weight * box_fit` among those that overlap the mask, and the highest IoU."""
     if not mask.any():
         return None, 0.0
     flat = ids.reshape(-1)
@@ -34,17 +37,20 @@ def best_segment(mask: torch.Tensor, ids: torch.Tensor) -> Tuple[Optional[int], 
     area = torch.zeros(len(unique)).index_add_(0, inverse, torch.ones_like(cells))
     inter = torch.zeros(len(unique)).index_add_(0, inverse, cells)
     iou = inter / (area + mask.sum() - inter)
-    best = int(iou.argmax())
-    return (int(unique[best]), float(iou[best])) if iou[best] > 0 else (None, 0.0)
+    top = float(iou.max())
+    if top <= 0:
+        return None, 0.0
+    rank = iou if box_fit is None else torch.where(iou > 0, iou + box_weight * box_fit[unique.long()], -1.0)
+    return int(unique[int(rank.argmax())]), top
 
 
-def snap(mask: torch.Tensor, ids: torch.Tensor, superpixel_iou: float = 0.0,
-         superpixel_cover: float = 0.6) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:  # fmt: skip
-    """`mask` replaced by the cells of its `best_segment` in `ids`, or, where that segment's IoU is
-    below `superpixel_iou`, by the finest segments (`ids[0]`) it covers for at least
-    `superpixel_cover` of their cells (as the post-processing does, README: Evaluate); with the ids
-    it took (None, and the mask itself, when it took none)."""
-    best, iou = best_segment(mask, ids)
+def snap(mask: torch.Tensor, ids: torch.Tensor, superpixel_iou: float = 0.0, superpixel_cover: float = 0.6,
+         box_fit: Optional[torch.Tensor] = None, box_weight: float = 0.0) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:  # fmt: skip
+    """`mask` replaced by the cells of its `best_segment` in `ids` (`box_fit` and `box_weight` as
+    there), or, where no segment reaches an IoU of `superpixel_iou`, by the finest segments
+    (`ids[0]`) it covers for at least `superpixel_cover` of their cells (as the post-processing
+    does, README: Evaluate); with the ids it took (None, and the mask itself, when it took none)."""
+    best, iou = best_segment(mask, ids, box_fit, box_weight)
     if best is not None and iou < superpixel_iou:
         fine = ids[0]
         covered = torch.from_numpy(covered_regions(mask.numpy(), fine.numpy(), superpixel_cover))
@@ -62,15 +68,23 @@ def segment_box(segments: torch.Tensor, taken: torch.Tensor) -> torch.Tensor:
 
 
 def snap_masks(segments: Sequence[torch.Tensor], rois: torch.Tensor, masks: torch.Tensor, with_boxes: bool = False,
-               superpixel_iou: float = 0.0, superpixel_cover: float = 0.6) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:  # fmt: skip
+               superpixel_iou: float = 0.0, superpixel_cover: float = 0.6,
+               box_weight: float = 0.0) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:  # fmt: skip
     """Each pseudo mask `[N, T, T]` of `rois [N, 5]` (batch index, box) `snap`ped to the segments of
-    `segments[batch index]` (`[G, H, W]` ids in the pixels of the boxes, finest granularity first);
+    `segments[batch index]` (`[G, H, W]` ids in the pixels of the boxes, finest granularity first),
+    preferring by `box_weight` the segments whose box in the whole image fits the roi's;
     `with_boxes`: also the extent of what it took in the whole image, `[N, 4]` (NaN where the mask
     was kept)."""
-    snapped, boxes = [], []
+    snapped, boxes, extents = [], [], {}
     for m, r in zip(masks, rois):
         image = segments[int(r[0])]
-        new, taken = snap(m.bool().cpu(), roi_segment_ids(image, r[1:], m.shape[-1]), superpixel_iou, superpixel_cover)
+        fit = None
+        if box_weight > 0:
+            if int(r[0]) not in extents:
+                extents[int(r[0])] = torch.from_numpy(region_boxes(image.numpy()))
+            fit = ops.box_iou(extents[int(r[0])], r[None, 1:].float().cpu())[:, 0]
+        new, taken = snap(m.bool().cpu(), roi_segment_ids(image, r[1:], m.shape[-1]), superpixel_iou, superpixel_cover,
+                          fit, box_weight)  # fmt: skip
         snapped.append(new)
         if with_boxes:
             boxes.append(torch.full((4,), float("nan")) if taken is None else segment_box(image, taken))
