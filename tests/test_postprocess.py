@@ -94,7 +94,8 @@ def test_the_box_prior_takes_the_segment_that_fits_the_detection_box():
     far = np.zeros((12, 12), bool)
     far[0, 0] = far[11, 11] = True
     far_fit = box_iou(boxes, np.array([[0.0, 0.0, 12.0, 12.0]]))
-    out = snap(masks, np.concatenate([segments[1:2], far[None]]), box_fit=np.concatenate([fit[:, 1:2], far_fit], 1), box_weight=5)
+    hole_and_far, fits = np.stack([hole, far]), np.concatenate([fit[:, 1:2], far_fit], 1)
+    out = snap(masks, hole_and_far, box_fit=fits, box_weight=5)
     assert torch.equal(out[0], torch.from_numpy(hole))
 
 
@@ -117,7 +118,8 @@ def test_postprocess_segments_uses_the_box_prior_of_its_weight(tmp_path):
     big = lambda m: np.kron(m, np.ones((8, 8), bool))  # noqa: E731
     blob = np.zeros((12, 12), bool)
     blob[2:10, 2:10] = True
-    det = Detections(torch.tensor([[8.0, 8.0, 88.0, 88.0]]), torch.tensor([1]), torch.tensor([0.9]), torch.from_numpy(big(blob)[None]))
+    box = torch.tensor([[8.0, 8.0, 88.0, 88.0]])  # the ring's, at 8 px a cell
+    det = Detections(box, torch.tensor([1]), torch.tensor([0.9]), torch.from_numpy(big(blob)[None]))
     plain = make_postprocess("segments", lambda i: tmp_path / f"{i}.png")("a", det)
     boxed = make_postprocess("segments", lambda i: tmp_path / f"{i}.png", box_weight=0.5)("a", det)
     # (the graph segments leave thin strips along the colour edges)

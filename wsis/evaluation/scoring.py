@@ -95,8 +95,9 @@ MASK_METRICS = ("mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO")
 
 def postprocessed_metrics(dets: Dict[str, Detections], data, method: str, test: TestConfig) -> Dict[str, object]:
     """The mask figures after `method` replaced the masks (with `segments`, the box prior of
-    `test.segment_box_weight` and the superpixels of `test.superpixel_iou`); after segment proposals (not filled boxes), `mask_nms` at
-    `test.postprocess_nms` drops the detections whose new mask repeats a better one's."""
+    `test.segment_box_weight` and the superpixels of `test.superpixel_iou`); after segment
+    proposals (not filled boxes), `mask_nms` at `test.postprocess_nms` drops the detections whose
+    new mask repeats a better one's."""
     post = make_postprocess(method, data.image_path, test.superpixel_iou, test.superpixel_cover, test.segment_box_weight)
     nms = None if method == "boxes" else test.postprocess_nms  # filled boxes went through the box NMS already
     bar = Progress(len(dets), f"postprocess ({method})", "img")
