@@ -77,12 +77,13 @@ def snap_masks(segments: Sequence[torch.Tensor], rois: torch.Tensor, masks: torc
     was kept)."""
     snapped, boxes, extents = [], [], {}
     for m, r in zip(masks, rois):
-        image = segments[int(r[0])]
+        b = int(r[0])
+        image = segments[b]
         fit = None
         if box_weight > 0:
-            if int(r[0]) not in extents:
-                extents[int(r[0])] = torch.from_numpy(region_boxes(image.numpy()))
-            fit = ops.box_iou(extents[int(r[0])], r[None, 1:].float().cpu())[:, 0]
+            if b not in extents:  # each image's segment boxes once
+                extents[b] = torch.from_numpy(region_boxes(image.numpy()))
+            fit = ops.box_iou(extents[b], r[None, 1:].float().cpu())[:, 0]
         new, taken = snap(m.bool().cpu(), roi_segment_ids(image, r[1:], m.shape[-1]), superpixel_iou, superpixel_cover,
                           fit, box_weight)  # fmt: skip
         snapped.append(new)
