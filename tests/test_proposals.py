@@ -46,15 +46,16 @@ def test_compute_caches_and_resumes(small):
         P.load(small, "syn_999999")
 
 
-def test_proposals_cover_the_objects(small):
-    """Best-IoU recall at 0.5 of the filtered proposals over the synthetic val instances."""
-    P.compute(small, "val", jobs=2, progress=False)
+@pytest.mark.parametrize("mode", ["fast", "single"])
+def test_proposals_cover_the_objects(small, mode):
+    """Best-IoU recall at 0.5 of the first 100 filtered proposals over the synthetic val instances."""
+    P.compute(small, "val", mode, jobs=2, progress=False)
     data = VOCDataset(small, "val")
     hits = total = 0
     for image_id in data.image_ids:
         inst = data.instances(image_id)
         h, w = inst.void.shape
-        boxes = torch.from_numpy(P.filter_boxes(P.load(small, image_id), h, w))
+        boxes = torch.from_numpy(P.filter_boxes(P.load(small, image_id, mode), h, w, max_boxes=100))
         hits += int((W.box_iou(inst.boxes, boxes).max(1).values >= 0.5).sum())
         total += len(inst.boxes)
     assert hits / total >= 0.8, hits / total
@@ -81,9 +82,10 @@ def test_proposals_are_a_function_of_the_image(small, tmp_path):
     """The same images give the same boxes in the same order, in any process and any job order."""
     val = VOCDataset(small, "val")
     image = val.image_path(val.image_ids[0])
-    first = P.selective_search(image)
-    P.selective_search(val.image_path(val.image_ids[1]))  # rand() moves on
-    np.testing.assert_array_equal(P.selective_search(image), first)
+    for mode in ("fast", "single"):
+        first = P.selective_search(image, mode)
+        P.selective_search(val.image_path(val.image_ids[1]), mode)  # rand() moves on
+        np.testing.assert_array_equal(P.selective_search(image, mode), first)
     twice = tmp_path / "twice"
     shutil.copytree(small, twice, ignore=shutil.ignore_patterns("proposals"))
     a = P.compute(small, "val", jobs=2, progress=False)
@@ -102,3 +104,12 @@ def test_a_cache_from_before_the_seeded_order_is_named(small, tmp_path):
     with pytest.warns(UserWarning, match="before wsis seeded Selective Search"):
         P.compute(old, "train", jobs=1, progress=False)
     assert not (folder / P.ORDER_STAMP).exists()
+
+
+def test_an_unknown_mode_is_named():
+    from wsis import config as config_lib
+
+    with pytest.raises(ValueError, match="data.proposal_mode"):
+        config_lib.load(None, ["data.proposal_mode=slow"])
+    with pytest.raises(ValueError, match="mode must be one of"):
+        P.selective_search("unused.png", "slow")

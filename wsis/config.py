@@ -149,7 +149,7 @@ class DataConfig:
     scales: Tuple[int, ...] = (320, 384, 448)  # shorter sides for training (random) and testing (ensemble)
     max_size: int = 800
     flip: bool = True
-    proposal_mode: str = "fast"  # Selective Search mode
+    proposal_mode: str = "fast"  # Selective Search mode: fast, quality or single
     min_box: float = 8.0
     max_boxes: int = 100  # proposals per image
     workers: int = 1
@@ -255,6 +255,8 @@ class Config:
             raise ValueError("solver.batch_size and solver.max_iter must be positive")
         if self.solver.eval_period < 0:
             raise ValueError(f"solver.eval_period must be >= 0, got {self.solver.eval_period}")
+        if self.data.proposal_mode not in ("fast", "quality", "single"):
+            raise ValueError(f"data.proposal_mode must be fast, quality or single, got {self.data.proposal_mode!r}")
         if not self.data.scales:
             raise ValueError("data.scales must name at least one scale")
         coco = [k for k in ("train_split", "val_split") if str(getattr(self.data, k)).lower().endswith(".json")]
