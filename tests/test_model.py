@@ -3,10 +3,12 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import needs_timm
 from wsis import config as config_lib
 from wsis.model import CommunityNet
+from wsis.model.heads import conv3x3_upsampled
 from wsis.model.losses import decode, encode
 from wsis.model.network import frame_mask
 import wsis.ops as W
@@ -209,9 +211,26 @@ def test_mask_maps_are_eq10_before_the_threshold():
     f5 = model._res5(res4, r)
     cams, _ = model.img(model._levels(res3, res4, f5, r))
     mean, _ = ref.cam_pseudo_masks(cams, cfg.xi)
-    seg = torch.sigmoid(model.seg(model._upsampled(f5)))
+    up = F.interpolate(f5, size=(cfg.mask_size, cfg.mask_size), mode="bilinear", align_corners=False)
+    seg = torch.sigmoid(model.seg.out(model.seg.convs(up)))  # the head as written: on the upsampled map
     rows = torch.arange(4)
     torch.testing.assert_close(maps, (mean[rows, classes] + seg[rows, classes]) / 2)
+
+
+@pytest.mark.parametrize("h,w,size", [(4, 4, 28), (7, 7, 28), (3, 5, 14), (1, 1, 6), (8, 8, 8), (9, 9, 6)])
+def test_a_conv_on_the_upsampled_grid_equals_upsampling_first(h, w, size):
+    """conv3x3_upsampled never forms the upsampled map; values and gradients are those of forming it."""
+    torch.manual_seed(h * 100 + w)
+    conv = torch.nn.Conv2d(6, 5, 3, padding=1).double()
+    x = torch.randn(4, 6, h, w, dtype=torch.float64, requires_grad=True)
+    expected = conv(F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False))
+    got = conv3x3_upsampled(x, conv, size)
+    torch.testing.assert_close(got, expected)
+    g = torch.randn_like(expected)
+    grads = torch.autograd.grad(expected, [x, conv.weight, conv.bias], g)
+    for a, b in zip(torch.autograd.grad(got, [x, conv.weight, conv.bias], g), grads):
+        torch.testing.assert_close(a, b)
+    assert conv3x3_upsampled(x[:0], conv, size).shape == (0, 5, size, size)  # no rois
 
 
 def test_box_offsets_round_trip():

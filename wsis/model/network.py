@@ -60,9 +60,9 @@ class CommunityNet(nn.Module):
         self.img = self.seg = None
         if cfg.img:
             self.img = MaskGenerator([ch["res3"], ch["res4"], ch["res5"]], cfg.img_dim, self.mask_channels,
-                                     cfg.img_weighted_gap, cfg.img_log_smoothing, cfg.gap_sigma, cfg.fc_std)  # fmt: skip
+                                     cfg.img_weighted_gap, cfg.img_log_smoothing, cfg.gap_sigma, cfg.fc_std, cfg.mask_size)  # fmt: skip
         if cfg.seg:
-            self.seg = SegmentationHead(ch["res5"], cfg.seg_dim, self.mask_channels, cfg.fc_std)
+            self.seg = SegmentationHead(ch["res5"], cfg.seg_dim, self.mask_channels, cfg.fc_std, cfg.mask_size)
         self.memory_format = torch.contiguous_format
 
     def to_device(self, device: torch.device) -> "CommunityNet":
@@ -94,15 +94,11 @@ class CommunityNet(nn.Module):
         return self._res5(res4, outer, frame_mask(HEAD_POOL, s)).mean((2, 3))
 
     def _levels(self, res3, res4, f5: torch.Tensor, rois: torch.Tensor) -> List[torch.Tensor]:
-        """The three 28x28 IMG inputs: pooled res3 and res4, and the upsampled res5 of each roi."""
+        """The three IMG inputs: res3 and res4 pooled to 28x28, and res5 of each roi (IMG upsamples it)."""
         t = self.cfg.mask_size
         l3 = ops.roi_pool(res3.float(), rois, t, 1.0 / self.backbone.strides["res3"]).to(res3.dtype)
         l4 = ops.roi_pool(res4.float(), rois, t, 1.0 / self.backbone.strides["res4"]).to(res4.dtype)
-        return [l3, l4, self._upsampled(f5)]
-
-    def _upsampled(self, f5: torch.Tensor) -> torch.Tensor:
-        t = self.cfg.mask_size
-        return F.interpolate(f5, size=(t, t), mode="bilinear", align_corners=False)
+        return [l3, l4, f5]
 
     def _channel(self, classes: torch.Tensor) -> torch.Tensor:
         return classes if self.cfg.img_background else classes - 1
@@ -222,7 +218,7 @@ class CommunityNet(nn.Module):
         out.update(cams=cams, cam_logits=logits)
         if self.seg is not None:
             _, masks = ops.cam_pseudo_masks(cams.detach(), cfg.xi)  # no gradient through pseudo-labels
-            seg_logits = self.seg(self._upsampled(f5[sel.index]))
+            seg_logits = self.seg(f5[sel.index])
             rows = torch.arange(len(channel), device=channel.device)
             own = seg_logits[rows, channel]  # [S, T, T]: each proposal's class-specific mask
             fg = sel.classes > 0
@@ -275,5 +271,5 @@ class CommunityNet(nn.Module):
         m = mean[rows, ch]
         if self.seg is None:
             return m
-        s = torch.sigmoid(self.seg(self._upsampled(f5)))[rows, ch]
+        s = torch.sigmoid(self.seg(f5))[rows, ch]
         return (m + s) / 2
