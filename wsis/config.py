@@ -171,7 +171,7 @@ class SolverConfig:
     amp: bool = True  # bfloat16 autocast, on CUDA only
     checkpoint_period: int = 500
     log_period: int = 20
-    eval_period: int = 600  # evaluate mAP^r@0.5 on data.val_split every this many iterations (0: only at the end)
+    eval_period: int = 0  # evaluate mAP^r@0.5 on data.val_split every this many iterations (0: only at the end)
 
 
 @dataclass
