@@ -82,3 +82,30 @@ def test_inference_one_image(run, device, name, views, benchmark):
             samples.append(Sample(torch.randn(3, hh, ww), proposals(r, hh, ww), torch.zeros(c), "x", f, flipped))
     predictor = Predictor(model, cfg.test, cfg.model.xi, torch.device(device))
     run(predictor, samples, (h, w), rounds=2)
+
+
+@pytest.mark.parametrize("path", ["upsampled_first", "conv3x3_upsampled"])
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_res5_conv_on_the_mask_grid(run, device, name, path, benchmark):
+    """IMG's res5 level and the segmentation head's first conv: a 3x3 conv on res5 (4x4 cells a
+    proposal) upsampled to 28x28, forward and backward; formed first, or read through the upsampling."""
+    import torch.nn.functional as F
+
+    from wsis.model.heads import conv3x3_upsampled
+
+    if name == "r50_paper" and device != "cuda":
+        pytest.skip("the paper's sizes (256 samples, 2048 channels: 1.6 GB upsampled) on CUDA only")
+    benchmark.group = f"3x3 conv on res5 upsampled to 28x28, fwd+bwd, {name} [{device}]"
+    samples, cin, cout = {"cpu_default": (16, 320, 32), "r50_paper": (256, 2048, 512)}[name]
+    layout = torch.channels_last if device == "cpu" else torch.contiguous_format
+    conv = torch.nn.Conv2d(cin, cout, 3, padding=1).to(device, memory_format=layout)
+    x = torch.randn(samples, cin, 4, 4, device=device).contiguous(memory_format=layout).requires_grad_()
+
+    def step():
+        if path == "upsampled_first":
+            y = conv(F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False))
+        else:
+            y = conv3x3_upsampled(x, conv, 28)
+        y.relu().sum().backward()
+
+    run(step)
