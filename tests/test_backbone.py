@@ -61,6 +61,25 @@ def test_freeze_levels_and_frozen_batchnorm():
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
+def _inplace(stage):
+    return {m.inplace for m in stage.modules() if isinstance(getattr(m, "inplace", None), bool)}
+
+
+def test_activations_are_out_of_place_where_gradients_pass():
+    """An in-place ReLU6 makes autograd copy its input first: out of place from the first trained stage
+    on (the frozen head included), in place before it and in a backbone that does not train."""
+    net = Backbone("efficientnet_lite0", "none", "2", freeze_head=True)
+    assert _inplace(net.stem) == _inplace(net.res2) == {True}
+    assert _inplace(net.res3) == _inplace(net.res4) == _inplace(net.head) == {False}
+    x = torch.randn(8, 112, 7, 7, requires_grad=True)
+    with torch.profiler.profile() as prof:
+        net.res5(x).sum().backward()
+    ops = {e.key for e in prof.key_averages()}
+    assert "aten::hardtanh" in ops and "aten::hardtanh_" not in ops  # ReLU6, out of place
+    net = Backbone("efficientnet_lite0", "none", "all", freeze_head=True)
+    assert _inplace(net) == {True}
+
+
 def test_groupnorm_backbones_train_their_norms():
     net = Backbone("resnet50_gn", "none", "2")
     norms = [m for m in net.res3.modules() if isinstance(m, torch.nn.GroupNorm)]

@@ -72,6 +72,15 @@ def _fold_frozen_batchnorm(stage: nn.Module) -> None:
                 conv = None
 
 
+def _out_of_place_activations(stage: nn.Module) -> None:
+    """In-place activations that need their input for the backward (ReLU6's hardtanh_, SiLU) make
+    autograd copy that input first; out of place they keep it instead (ReLU6 in a training step of
+    the CPU default: 8 copies of [200, 1152, 4, 4] less)."""
+    for m in stage.modules():
+        if isinstance(getattr(m, "inplace", None), bool):
+            m.inplace = False
+
+
 class Backbone(nn.Module):
     """A timm model as `trunk(images) -> (res3, res4)` and `res5(pooled rois) -> features`."""
 
@@ -103,6 +112,9 @@ class Backbone(nn.Module):
             for p in stage.parameters():
                 p.requires_grad_(False)
             _fold_frozen_batchnorm(stage)
+        trained = [i for i, stage in enumerate(stages) if any(p.requires_grad for p in stage.parameters())]
+        for stage in stages[trained[0] if trained else len(stages):]:  # the stages that gradients pass through
+            _out_of_place_activations(stage)
 
     def trunk(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(res3, res4) feature maps of a batch of images."""
