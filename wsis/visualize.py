@@ -65,7 +65,8 @@ def save_curves(log: Path, out: Path) -> None:
     left.legend(loc="upper right", fontsize=8)
     right.plot([r["iteration"] for r in evals], [r["val_mAP@0.5"] for r in evals], marker="o")
     last = max(r["iteration"] for r in train + evals)  # the losses' range: a lone final point sits at the end
-    right.set(xlabel="iteration", ylabel="mAP$^r$@0.5 (%)", title="val mask mAP@0.5", ylim=(0, 100), xlim=(0, last * 1.05))
+    right.set(xlabel="iteration", ylabel="mAP$^r$@0.5 (%)", title="val mask mAP@0.5", ylim=(0, 100),
+              xlim=(0, last * 1.05))
     right.grid(alpha=0.3)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,8 @@ def _upsample_taps(h: int, w: int, size: int, device: torch.device) -> torch.Ten
     size (align_corners=False) and read through tap d of a 3x3 kernel with zero padding 1."""
     basis = torch.eye(h * w, dtype=torch.float64, device=device).reshape(h * w, 1, h, w)
     up = F.pad(F.interpolate(basis, size=(size, size), mode="bilinear", align_corners=False)[:, 0], (1, 1, 1, 1))
-    return torch.stack([up[:, dy : dy + size, dx : dx + size] for dy in range(3) for dx in range(3)]).reshape(9 * h * w, -1)
+    taps = [up[:, dy : dy + size, dx : dx + size] for dy in range(3) for dx in range(3)]
+    return torch.stack(taps).reshape(9 * h * w, size * size)
 
 
 def conv3x3_upsampled(x: torch.Tensor, conv: nn.Conv2d, size: int) -> torch.Tensor:
@@ -49,7 +50,7 @@ def conv3x3_upsampled(x: torch.Tensor, conv: nn.Conv2d, size: int) -> torch.Tens
 
 
 def _conv_at(x: torch.Tensor, conv: nn.Conv2d, size: int) -> torch.Tensor:
-    """The 3x3 `conv` on x at size x size: x itself, or x bilinearly upsampled (res5's few cells)."""
+    """The 3x3 `conv` on x at size x size: x itself, or x resized bilinearly (res5's few cells)."""
     return conv(x) if x.shape[-2:] == (size, size) else conv3x3_upsampled(x, conv, size)
 
 
@@ -92,7 +93,7 @@ class MaskGenerator(nn.Module):
 
     The CAM of a level is the classifier applied at every cell (Eq.15); the proposal's class scores
     are its weighted GAP (or plain GAP), so the CAM and the scores come from the same maps. A level
-    given at fewer cells than `size` (res5) is upsampled bilinearly to size x size first.
+    given at other than size x size cells (res5's 4x4) is resized bilinearly to it first.
     """
 
     def __init__(self, in_channels: List[int], dim: int, channels: int, weighted_gap: bool, log_smoothing: bool,
@@ -136,5 +137,5 @@ class SegmentationHead(nn.Module):
         self.out = _init(nn.Conv2d(dim, channels, 1), std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        first = F.relu(_conv_at(x, self.convs[0], self.size))
+        first = F.relu(_conv_at(x, self.convs[0], self.size))  # convs[0] and its ReLU on the 28x28 grid
         return self.out(self.convs[2:](first)).float()

@@ -60,7 +60,8 @@ class CommunityNet(nn.Module):
         self.img = self.seg = None
         if cfg.img:
             self.img = MaskGenerator([ch["res3"], ch["res4"], ch["res5"]], cfg.img_dim, self.mask_channels,
-                                     cfg.img_weighted_gap, cfg.img_log_smoothing, cfg.gap_sigma, cfg.fc_std, cfg.mask_size)  # fmt: skip
+                                     cfg.img_weighted_gap, cfg.img_log_smoothing, cfg.gap_sigma, cfg.fc_std,
+                                     cfg.mask_size)  # fmt: skip
         if cfg.seg:
             self.seg = SegmentationHead(ch["res5"], cfg.seg_dim, self.mask_channels, cfg.fc_std, cfg.mask_size)
         self.memory_format = torch.contiguous_format
