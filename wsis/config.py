@@ -255,8 +255,10 @@ class Config:
             raise ValueError("solver.batch_size and solver.max_iter must be positive")
         if self.solver.eval_period < 0:
             raise ValueError(f"solver.eval_period must be >= 0, got {self.solver.eval_period}")
-        if self.data.proposal_mode not in ("fast", "quality", "single"):
-            raise ValueError(f"data.proposal_mode must be fast, quality or single, got {self.data.proposal_mode!r}")
+        from .data.proposals import MODES  # here: the data package imports this module
+
+        if self.data.proposal_mode not in MODES:
+            raise ValueError(f"data.proposal_mode must be one of {MODES}, got {self.data.proposal_mode!r}")
         if not self.data.scales:
             raise ValueError("data.scales must name at least one scale")
         coco = [k for k in ("train_split", "val_split") if str(getattr(self.data, k)).lower().endswith(".json")]
