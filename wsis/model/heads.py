@@ -24,13 +24,13 @@ def _fc(cin: int, cout: int, std: float) -> nn.Linear:
 
 
 @functools.lru_cache(maxsize=16)
-def _upsample_taps(h: int, w: int, size: int, device: torch.device) -> torch.Tensor:
+def _upsample_taps(h: int, w: int, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """[9*h*w, size*size]: row (d, q) is input cell q of an h x w map, bilinearly upsampled to size x
     size (align_corners=False) and read through tap d of a 3x3 kernel with zero padding 1."""
     basis = torch.eye(h * w, dtype=torch.float64, device=device).reshape(h * w, 1, h, w)
     up = F.pad(F.interpolate(basis, size=(size, size), mode="bilinear", align_corners=False)[:, 0], (1, 1, 1, 1))
     taps = [up[:, dy : dy + size, dx : dx + size] for dy in range(3) for dx in range(3)]
-    return torch.stack(taps).reshape(9 * h * w, size * size)
+    return torch.stack(taps).reshape(9 * h * w, size * size).to(dtype)  # built in float64, then rounded once
 
 
 def conv3x3_upsampled(x: torch.Tensor, conv: nn.Conv2d, size: int) -> torch.Tensor:
@@ -42,7 +42,7 @@ def conv3x3_upsampled(x: torch.Tensor, conv: nn.Conv2d, size: int) -> torch.Tens
     cout = conv.out_channels
     taps = conv.weight.reshape(cout, cin, 9).transpose(1, 2).reshape(cout * 9, cin, 1, 1)
     z = F.conv2d(x, taps).reshape(n, cout, 9 * h * w)  # channel (o, d) -> row (d, q) of the operator
-    out = (z @ _upsample_taps(h, w, size, x.device).to(z.dtype)).reshape(n, cout, size, size)
+    out = (z @ _upsample_taps(h, w, size, x.device, z.dtype)).reshape(n, cout, size, size)
     out = out + conv.bias.to(out.dtype).reshape(1, cout, 1, 1)
     if conv.weight.is_contiguous(memory_format=torch.channels_last):  # the model's layout on the CPU
         out = out.contiguous(memory_format=torch.channels_last)
