@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 
 from conftest import needs_timm, tiny_config
 from wsis import train
-from wsis.engine import checkpoint
+from wsis.engine import allocator, checkpoint
 from wsis.engine.distributed import World
 from wsis.engine.run_folder import RunFolder
 from wsis.engine.trainer import StepSchedule, Trainer, TrainingDiverged
@@ -178,6 +178,7 @@ def test_the_run_folder_records_its_environment(tiny_root, tmp_path, capsys):
                 "wsis_C_cuda_kernels", "threads", "cpu", "cuda", "argv"):  # fmt: skip
         assert key in env
     assert env["threads"] == torch.get_num_threads()
+    assert env["malloc"] == allocator.state() != "process defaults (keep_freed_memory not called)"
     assert "environment: wsis" in capsys.readouterr().out
     env["torch"] = "0.0.0"  # as if the run had begun under another torch
     (run_dir / "env.json").write_text(json.dumps(env))

@@ -14,7 +14,7 @@ from . import config as config_lib
 from .data import segments
 from .data.prepare import prepare
 from .data.scan import scan
-from .engine import distributed, environment
+from .engine import allocator, distributed, environment
 from .engine.hooks import record_eval
 from .engine.run_folder import RunFolder
 from .engine.trainer import Trainer, TrainingDiverged
@@ -81,6 +81,7 @@ class RunEvaluation:
 
 
 def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
+    allocator.keep_freed_memory()
     world = distributed.init(distributed.device_kind(cfg.device))
     device = distributed.pick_device(cfg.device, world)
     distributed.set_deterministic(cfg.deterministic)

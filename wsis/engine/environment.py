@@ -13,6 +13,8 @@ import torch
 
 import wsis
 
+from . import allocator
+
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "opencv", "pycocotools")
 _DISTRIBUTIONS = {"opencv": ("opencv-contrib-python-headless", "opencv-contrib-python", "opencv-python-headless",
                              "opencv-python")}  # fmt: skip
@@ -71,6 +73,7 @@ def collect(seed: int, device: torch.device, argv: Optional[List[str]] = None) -
         "wsis_C_torch": build.get("torch"),
         "wsis_C_cuda_kernels": build.get("cuda_kernels"),
         "threads": torch.get_num_threads(),
+        "malloc": allocator.state(),
         "cpu": _cpu_name(),
         "device": str(device),
         "cuda": torch.version.cuda,
