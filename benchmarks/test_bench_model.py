@@ -109,3 +109,48 @@ def test_res5_conv_on_the_mask_grid(run, device, name, path, benchmark):
         y.relu().sum().backward()
 
     run(step)
+
+
+def _step_worker(malloc, pipe):
+    """A fresh process (glibc's allocator state is per process) that runs one CPU-default training
+    iteration each time it is asked."""
+    from wsis.engine import allocator
+
+    if malloc == "kept":
+        allocator.keep_freed_memory()
+    torch.set_num_threads(int(pipe.recv()))
+    cfg, model, (h, w), r, c = _model("cpu_default", "cpu")
+    opt, _ = build_optimizer(cfg, model)
+    batch = _batch(h, w, r, c, "cpu")
+    while pipe.recv() == "step":
+        losses, _ = model(*batch[:4], torch.Generator().manual_seed(0), batch[4])
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+        pipe.send("done")
+
+
+@pytest.mark.parametrize("malloc", ["kept", "glibc_default"])
+def test_train_iteration_allocator(run, device, malloc, benchmark):
+    """The CPU default's training iteration with freed memory kept (`engine.allocator`, what the
+    command line does) or with glibc's defaults, each in its own process."""
+    import multiprocessing
+
+    if device != "cpu":
+        pytest.skip("glibc's allocator holds the CPU's tensors")
+    benchmark.group = "train iteration, cpu_default, glibc malloc settings [cpu]"
+    ours, theirs = multiprocessing.get_context("spawn").Pipe()
+    worker = multiprocessing.get_context("spawn").Process(target=_step_worker, args=(malloc, theirs), daemon=True)
+    worker.start()
+    try:
+        ours.send(str(torch.get_num_threads()))
+
+        def step():
+            ours.send("step")
+            assert ours.recv() == "done"
+
+        step()  # builds the model's lazy state and the heap outside the timed rounds
+        run(step, rounds=5)
+    finally:
+        ours.send("stop")
+        worker.join(timeout=60)
