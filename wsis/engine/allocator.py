@@ -1,10 +1,11 @@
 """glibc malloc settings for work that frees and reallocates the same large tensors every step.
 
 glibc gives a freed block above its mmap threshold (dynamic, 128 KiB to 32 MiB), and the free top of
-its heap above 128 KiB, back to the OS. The next step's tensors of the same sizes then arrive as
-fresh pages, one page fault each 4 KiB, zeroed by the kernel. On the CPU default's training step
-that was about 15% of the time: 2.8M minor faults and 7 s of system time in 30 steps, against 0.6M
-and 2 s with freed memory kept (README: Speed). PyTorch's CPU tuning guide suggests jemalloc or
+its heap above its trim threshold (twice the other), back to the OS. The next step's tensors of the
+same sizes then arrive as fresh pages, one page fault each 4 KiB, zeroed by the kernel. In the CPU
+default's training (`python -m wsis.train`, 80 iterations on cached data) that was 6.5M minor faults
+and 15.5 s of system time against 0.87M and 3.5 s with freed memory kept, and 0.733 s a step
+against 0.667 (README: Speed). PyTorch's CPU tuning guide suggests jemalloc or
 tcmalloc for the same reason; these two `mallopt` calls get that without a preload.
 
 A process-wide setting, applied once by the command-line entry points. Allocator settings the user
