@@ -160,5 +160,6 @@ def test_train_iteration_allocator(run, device, malloc, benchmark):
             step()
         run(step, rounds=9)
     finally:
-        ours.send("stop")
+        if worker.is_alive():  # a worker that died has already said why (its traceback)
+            ours.send("stop")
         worker.join(timeout=60)

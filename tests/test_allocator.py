@@ -38,8 +38,8 @@ def faults_after_warmup(mode, **env):
 def test_kept_memory_is_reused_without_page_faults():
     *said, kept = faults_after_warmup("keep")
     plain = int(faults_after_warmup("plain")[0])
-    pages = 4 * (24 << 20) // 4096  # one step's largest tensors, in pages
-    assert plain > pages  # glibc's default faults them in again every step
+    pages = 4 * (24 << 20) // 4096  # one step's largest tensors, in pages; the sums cover 4 steps
+    assert plain > pages  # glibc's defaults fault them in again, step after step
     assert int(kept) < pages // 10
     assert "mmap threshold 32 MiB" in " ".join(said)
 
