@@ -17,7 +17,6 @@ from . import config as config_lib
 from .data import proposals
 from .data.formats import open_split
 from .data.prepare import synthetic_root
-from .engine import allocator
 from .engine.checkpoint import load_model
 from .evaluation import (check_postprocess, evaluate_model, from_coco, oracle_box_metrics, oracle_table,
                          postprocessed_metrics, score, table, write)
@@ -44,7 +43,6 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--out", type=Path, help="where metrics.json and predictions.json go (default: next to the input)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. test.scales=[288]")
     args = parser.parse_args(argv)
-    allocator.keep_freed_memory()
     if args.oracle_boxes and args.predictions:
         parser.error("--oracle-boxes needs --checkpoint: it runs the model's mask path")
     try:

@@ -17,7 +17,6 @@ from PIL import Image
 
 from .data import proposals as proposals_lib
 from .data.loader import views as image_views
-from .engine import allocator
 from .engine.checkpoint import load_model
 from .evaluation import to_coco
 from .inference import TTA_OVERRIDES, Predictor, test_views
@@ -51,7 +50,6 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--proposals", type=Path, help="folder of precomputed <stem>.npy proposals (x1 y1 x2 y2)")
     parser.add_argument("--tta", action="store_true", help="ensemble over every scale of data.scales and the flip")
     args = parser.parse_args(argv)
-    allocator.keep_freed_memory()
     overrides = [str(p) for p in args.inputs if "=" in str(p) and not p.exists()]
     inputs = [p for p in args.inputs if str(p) not in overrides]
     if args.tta:
