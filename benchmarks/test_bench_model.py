@@ -42,6 +42,16 @@ def _batch(h, w, r, c, device, images=2):
     return torch.randn(images, 3, h, w, device=device), rois, [r] * images, labels, [grid] * images
 
 
+def _train_step(model, opt, batch, amp):
+    """One training iteration on `_batch`'s output: forward under `amp`, backward, optimizer step."""
+    images, rois, counts, labels, segments = batch
+    with amp:
+        losses, _ = model(images, rois, counts, labels, torch.Generator().manual_seed(0), segments)
+    opt.zero_grad()
+    sum(losses.values()).backward()
+    opt.step()
+
+
 @pytest.mark.parametrize("layout", ["placed", "nchw"])  # placed: to_device's choice (channels_last on the CPU)
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_train_iteration(run, device, name, layout, benchmark):
@@ -53,17 +63,9 @@ def test_train_iteration(run, device, name, layout, benchmark):
         model.memory_format = torch.contiguous_format
         model.to(memory_format=model.memory_format)
     opt, _ = build_optimizer(cfg, model)
-    images, rois, counts, labels, segments = _batch(h, w, r, c, device)
+    batch = _batch(h, w, r, c, device)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
-
-    def step():
-        with amp:
-            losses, _ = model(images, rois, counts, labels, torch.Generator().manual_seed(0), segments)
-        opt.zero_grad()
-        sum(losses.values()).backward()
-        opt.step()
-
-    run(step, rounds=3)
+    run(_train_step, model, opt, batch, amp, rounds=3)
 
 
 @pytest.mark.parametrize("views", [1, 10])
@@ -129,10 +131,7 @@ def _step_worker(malloc, pipe):
     while pipe.recv() == "step":
         batch, step = batches[step % len(batches)], step + 1
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        losses, _ = model(*batch[:4], torch.Generator().manual_seed(0), batch[4])
-        opt.zero_grad()
-        sum(losses.values()).backward()
-        opt.step()
+        _train_step(model, opt, batch, torch.autocast("cpu", enabled=False))
         pipe.send(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
 
 
