@@ -4,13 +4,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import hand_written_voc, needs_timm, tiny_config
 from wsis import evaluate, evaluation, predict, train
 from wsis.engine.checkpoint import load_model
 from wsis.evaluation import metrics
+from wsis.data import proposals
 from wsis.data.loader import InferenceDataset
-from wsis.inference import Predictor, paste_masks
+from wsis.inference import Predictor, paste_masks, test_views
 
 
 def block(h, w, y0, x0, n_rows, n_cols):
@@ -247,6 +249,61 @@ def test_predict_writes_overlays_and_skips_unreadable_images(trained, tiny_root,
         assert (tmp_path / "out" / f"{stem}.png").is_file()
         entries = json.loads((tmp_path / "out" / f"{stem}.json").read_text())["detections"]
         assert all({"bbox", "score", "segmentation", "category_name"} <= set(e) for e in entries)
+
+
+def predicted(trained, image, out, *extra):
+    with pytest.raises(SystemExit) as code:
+        predict.main(["--checkpoint", str(trained / "checkpoints" / "last.pt"), str(image), "--out", str(out), *extra])
+    assert code.value.code == 0
+    return json.loads((out / f"{image.stem}.json").read_text())
+
+
+def test_predict_draws_the_masks_of_the_configs_postprocess(trained, tiny_root, tmp_path):
+    """By default the masks behind the headline figures (test.postprocess, segments, with mask NMS);
+    --postprocess names another, and none gives the model's own."""
+    from pycocotools import mask as mask_utils
+
+    model, cfg, _ = load_model(trained / "checkpoints" / "last.pt")
+    image, cached = tiny_root / "JPEGImages" / "syn_000006.jpg", proposals.cache_dir(tiny_root, cfg.data.proposal_mode)
+    data = InferenceDataset(tiny_root, "val", cfg.data, *test_views(cfg))
+    index = data.data.image_ids.index("syn_000006")
+    own = Predictor(model, cfg.test, cfg.model.xi, torch.device("cpu"))(data[index], data.data.image_size("syn_000006"))
+    post = evaluation.postprocess_detections("segments", lambda _: image, cfg.test)("syn_000006", own)
+    assert len(post.scores) > 0
+
+    def rles(entries):
+        return [e["segmentation"] for e in entries]
+
+    default = predicted(trained, image, tmp_path / "default", "--proposals", str(cached))
+    assert default["postprocess"] == "segments"
+    assert rles(default["detections"]) == rles(evaluation.to_coco({"syn_000006": post}))
+    none = predicted(trained, image, tmp_path / "none", "--proposals", str(cached), "--postprocess", "none")
+    assert rles(none["detections"]) == rles(evaluation.to_coco({"syn_000006": own}))
+    boxes = predicted(trained, image, tmp_path / "boxes", "--postprocess", "boxes")
+    assert boxes["postprocess"] == "boxes" and len(boxes["detections"]) == len(none["detections"])
+    for e in boxes["detections"]:
+        x, y, w, h = e["bbox"]
+        mask = mask_utils.decode(e["segmentation"]).astype(bool)
+        rows, cols = mask.any(1).nonzero()[0], mask.any(0).nonzero()[0]
+        assert mask.sum() == len(rows) * len(cols)  # a filled rectangle
+        assert np.allclose([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], [x, y, x + w, y + h], atol=1)
+
+
+def test_predict_refuses_bad_postprocess_and_images_of_one_name(trained, tiny_root, tmp_path, capsys):
+    ckpt = str(trained / "checkpoints" / "last.pt")
+    image = tiny_root / "JPEGImages" / "syn_000006.jpg"
+    with pytest.raises(SystemExit) as code:
+        predict.main(["--checkpoint", ckpt, str(image), "--out", str(tmp_path / "o"), "--postprocess", "crf"])
+    assert code.value.code == 1 and "--postprocess must be" in capsys.readouterr().err
+    (tmp_path / "png").mkdir()
+    Image.open(image).save(tmp_path / "png" / "syn_000006.png")
+    with pytest.raises(SystemExit) as code:
+        predict.main(["--checkpoint", ckpt, str(image), str(tmp_path / "png"), "--out", str(tmp_path / "o")])
+    assert code.value.code == 1 and "more than one image named syn_000006" in capsys.readouterr().err
+    (tmp_path / "mcg").mkdir()  # no syn_000006.mat in it: the image is skipped, with the reason
+    with pytest.raises(SystemExit) as code:
+        predict.main(["--checkpoint", ckpt, str(image), "--out", str(tmp_path / "o"), "--postprocess", f"mcg:{tmp_path / 'mcg'}"])
+    assert code.value.code == 1 and "skipped" in capsys.readouterr().err
 
 
 def test_predict_on_a_folder_without_images_is_an_error(trained, tmp_path, capsys):

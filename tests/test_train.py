@@ -6,6 +6,7 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from PIL import Image
 
 from conftest import needs_timm, tiny_config
 from wsis import train
@@ -43,6 +44,9 @@ def test_a_run_writes_its_folder_and_evaluates(tiny_root, tmp_path):
     assert (run_dir / "predictions.json").is_file()
     assert sorted(p.name for p in (run_dir / "pictures").iterdir()) == ["curves.png", "syn_000006.png", "syn_000007.png",
                                                                        "syn_000008.png"]
+    with Image.open(run_dir / "pictures" / "syn_000006.png") as picture, \
+            Image.open(tiny_root / "JPEGImages" / "syn_000006.jpg") as image:  # fmt: skip
+        assert picture.size == (2 * image.width + 4, image.height)  # own masks | after test.postprocess
 
 
 def test_resume_continues_exactly(tiny_root, tmp_path):

@@ -1,13 +1,16 @@
-"""python -m wsis.predict --checkpoint CKPT IMAGE_OR_DIR... --out DIR [--min-score 0.3] [--tta] [key=value ...]
+"""python -m wsis.predict --checkpoint CKPT IMAGE_OR_DIR... --out DIR [--min-score 0.3] [--tta] [--postprocess ...] [key=value ...]
 
 For every image: an overlay PNG (masks in colour, boxes, class names and scores) and a JSON of
-its detections (COCO-style boxes and RLE masks). Proposals are computed on the fly (Selective
+its detections (COCO-style boxes and RLE masks). The masks are those the checkpoint's config
+scores as its headline figures: after `test.postprocess` (the CPU default's `segments`, with its
+mask NMS), or `--postprocess` (`none`: the model's own masks). Proposals are computed on the fly (Selective
 Search) unless `--proposals DIR` holds `<image stem>.npy` files. An unreadable image is reported
 and skipped; the others go on.
 """
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import List, Optional
 
@@ -18,7 +21,7 @@ from PIL import Image
 from .data import proposals as proposals_lib
 from .data.loader import views as image_views
 from .engine.checkpoint import load_model
-from .evaluation import to_coco
+from .evaluation import check_postprocess, postprocess_detections, to_coco
 from .inference import TTA_OVERRIDES, Predictor, test_views
 from .model.backbone import WeightsUnavailable
 from .visualize import overlay
@@ -35,6 +38,10 @@ def find_images(inputs: List[Path]) -> List[Path]:
             out.append(p)
         else:
             raise FileNotFoundError(f"no such image or folder: {p}")
+    twice = sorted(stem for stem, n in Counter(p.stem for p in out).items() if n > 1)
+    if twice:
+        raise ValueError(f"more than one image named {', '.join(twice)} (but for the extension): "
+                         "their <name>.png and <name>.json would overwrite each other")
     if not out:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, inputs))}")
     return out
@@ -49,6 +56,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--min-score", type=float, default=0.3, help="draw detections from this score on (JSON has all)")
     parser.add_argument("--proposals", type=Path, help="folder of precomputed <stem>.npy proposals (x1 y1 x2 y2)")
     parser.add_argument("--tta", action="store_true", help="ensemble over every scale of data.scales and the flip")
+    parser.add_argument("--postprocess", help="none | segments | boxes | mcg:DIR (DIR/<stem>.mat): what replaces the "
+                                              "masks (default: the checkpoint config's test.postprocess)")
     args = parser.parse_args(argv)
     overrides = [str(p) for p in args.inputs if "=" in str(p) and not p.exists()]
     inputs = [p for p in args.inputs if str(p) not in overrides]
@@ -56,6 +65,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         overrides += TTA_OVERRIDES
     try:
         model, cfg, classes = load_model(args.checkpoint, overrides)
+        method = args.postprocess or cfg.test.postprocess
+        check_postprocess(method)
         images = find_images(inputs)
     except (FileNotFoundError, ValueError, KeyError, WeightsUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -63,6 +74,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     device = next(model.parameters()).device
     predictor = Predictor(model, cfg.test, cfg.model.xi, device)
     scales, flip = test_views(cfg)
+    paths = {p.stem: p for p in images}
+    post = postprocess_detections(method, paths.__getitem__, cfg.test)
     args.out.mkdir(parents=True, exist_ok=True)
     failed = 0
     for n, path in enumerate(images, 1):
@@ -82,11 +95,18 @@ def main(argv: Optional[List[str]] = None) -> None:
             continue
         views = image_views(image, boxes, torch.zeros(len(classes)), path.stem, scales, cfg.data.max_size, flip)
         det = predictor(views, (image.height, image.width))
+        if post is not None:
+            try:
+                det = post(path.stem, det)
+            except (OSError, ValueError) as e:  # e.g. mcg:DIR without this image's .mat
+                print(f"skipped {path}: --postprocess {method}: {e}", file=sys.stderr)
+                failed += 1
+                continue
         overlay(image, det, classes, args.min_score).save(args.out / f"{path.stem}.png")
         entries = to_coco({path.stem: det})
         for e in entries:
             e["category_name"] = classes[e["category_id"] - 1]
-        (args.out / f"{path.stem}.json").write_text(json.dumps({"image": str(path), "detections": entries}, indent=1))
+        (args.out / f"{path.stem}.json").write_text(json.dumps({"image": str(path), "postprocess": method, "detections": entries}, indent=1))
         shown = int((det.scores >= args.min_score).sum())
         print(f"[{n}/{len(images)}] {path.name}: {len(det.scores)} detections, {shown} drawn -> {args.out / (path.stem + '.png')}")
     if failed:

@@ -18,7 +18,7 @@ from .engine import allocator, distributed, environment
 from .engine.hooks import record_eval
 from .engine.run_folder import RunFolder
 from .engine.trainer import Trainer, TrainingDiverged
-from .evaluation import evaluate_model, table, write
+from .evaluation import evaluate_model, postprocess_detections, table, write
 from .model.backbone import WeightsUnavailable, imagenet_state
 from .visualize import save_pictures
 
@@ -74,7 +74,8 @@ class RunEvaluation:
         m, dets, data = evaluate_model(model, cfg, self.root, cfg.data.val_split, cfg.test.corloc_split or None,
                                        self.device, cfg.test.postprocess)  # fmt: skip
         write(self.run.root, m, dets, data)
-        save_pictures(dets, data.image_path, self.classes, self.run.pictures)
+        post = postprocess_detections(cfg.test.postprocess, data.image_path, cfg.test)
+        save_pictures(dets, data.image_path, self.classes, self.run.pictures, post=post)
         print(table(m))
         record_eval(self.run, iteration, m["mAP@0.5"])  # the last point of the curve
         return m

@@ -1,7 +1,7 @@
 """Pictures of detections: masks in colour, boxes, class names and scores over the image."""
 import json
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -31,14 +31,26 @@ def overlay(image: Image.Image, det: Detections, classes: List[str], min_score: 
     return out
 
 
+def side_by_side(left: Image.Image, right: Image.Image, gap: int = 4) -> Image.Image:
+    out = Image.new("RGB", (left.width + gap + right.width, max(left.height, right.height)), (255, 255, 255))
+    out.paste(left, (0, 0))
+    out.paste(right, (left.width + gap, 0))
+    return out
+
+
 def save_pictures(dets: Dict[str, Detections], image_path: Callable[[str], Path], classes: List[str], out: Path,
-                  count: int = 8, min_score: float = 0.2) -> None:  # fmt: skip
+                  count: int = 8, min_score: float = 0.2,
+                  post: Optional[Callable[[str, Detections], Detections]] = None) -> None:  # fmt: skip
     """Overlays of the first `count` images (sorted ids) into `out` as `<id>.png` (a COCO file
-    name's folders and extension become part of the name)."""
+    name's folders and extension become part of the name). With `post` (a `postprocess_detections`),
+    the model's own masks on the left and the post-processed ones on the right."""
     out.mkdir(parents=True, exist_ok=True)
     for image_id in sorted(dets)[:count]:
         with Image.open(image_path(image_id)) as im:
-            overlay(im, dets[image_id], classes, min_score).save(out / f"{image_id.replace('/', '_')}.png")
+            picture = overlay(im, dets[image_id], classes, min_score)
+            if post is not None:
+                picture = side_by_side(picture, overlay(im, post(image_id, dets[image_id]), classes, min_score))
+        picture.save(out / f"{image_id.replace('/', '_')}.png")
 
 
 def save_curves(log: Path, out: Path) -> None:

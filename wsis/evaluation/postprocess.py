@@ -18,12 +18,14 @@ Segment proposals come from MCG `.mat` files (`superpixels` [H,W] plus `labels`,
 the superpixel ids of each proposal, as MCG's `im2mcg` writes them; or `masks` [H,W,N]), or, for
 users without MCG, from OpenCV's graph-based segmentation at several granularities.
 """
+import dataclasses
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
+from ..config import TestConfig
 from ..data.segments import GRAPH_KS, covered_regions, graph_labels, label_regions, region_boxes
 from ..inference import Detections, fill_boxes
 from .metrics import box_iou, mask_iou
@@ -138,3 +140,27 @@ def make_postprocess(spec: str, image_path: Callable[[str], Path], superpixel_io
         return post
     folder = Path(spec[4:])  # mcg:DIR
     return lambda image_id, det: snap(det.masks, load_mcg(folder / f"{image_id}.mat"))
+
+
+def mask_nms_threshold(method: str, test: TestConfig) -> Optional[float]:
+    """`test.postprocess_nms` after segment proposals; None after filled boxes, which went through
+    the box NMS already."""
+    return None if method == "boxes" else test.postprocess_nms
+
+
+def postprocess_detections(method: str, image_path: Callable[[str], Path],
+                           test: TestConfig) -> Optional[Callable[[str, Detections], Detections]]:  # fmt: skip
+    """An image's detections after `method` replaced their masks (`make_postprocess` with the box
+    prior and superpixels of `test`), then `mask_nms` at `mask_nms_threshold`, which drops the
+    detections whose new mask repeats a better one's. None for `none`. What `wsis.evaluate` scores,
+    and what `wsis.predict` and the run's pictures draw."""
+    post = make_postprocess(method, image_path, test.superpixel_iou, test.superpixel_cover, test.segment_box_weight)
+    if post is None:
+        return None
+    nms = mask_nms_threshold(method, test)
+
+    def apply(image_id: str, det: Detections) -> Detections:
+        det = dataclasses.replace(det, masks=post(image_id, det))
+        return det if nms is None else mask_nms(det, nms)
+
+    return apply

@@ -1,6 +1,5 @@
 """A split scored (docs/DESIGN.md §5): the model's detections against the ground truth, the metrics file,
 the printed table; the post-processed masks scored beside the model's own."""
-import dataclasses
 import json
 from pathlib import Path
 from typing import Dict, Optional
@@ -15,7 +14,7 @@ from ..inference import Detections, Predictor, fill_boxes, image_views, predict_
 from ..progress import Progress
 from . import metrics as M
 from .coco import coco_metrics, to_coco
-from .postprocess import make_postprocess, mask_nms
+from .postprocess import mask_nms_threshold, postprocess_detections
 
 
 def _result(image_id, det: Detections, data, with_masks: bool) -> M.ImageResult:
@@ -94,18 +93,13 @@ MASK_METRICS = ("mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO")
 
 
 def postprocessed_metrics(dets: Dict[str, Detections], data, method: str, test: TestConfig) -> Dict[str, object]:
-    """The mask figures after `method` replaced the masks (with `segments`, the box prior of
-    `test.segment_box_weight` and the superpixels of `test.superpixel_iou`); after segment
-    proposals (not filled boxes), `mask_nms` at `test.postprocess_nms` drops the detections whose
-    new mask repeats a better one's."""
-    post = make_postprocess(method, data.image_path, test.superpixel_iou, test.superpixel_cover, test.segment_box_weight)
-    nms = None if method == "boxes" else test.postprocess_nms  # filled boxes went through the box NMS already
+    """The mask figures of `postprocess_detections` (`method` with the settings of `test`, then mask NMS)."""
+    post = postprocess_detections(method, data.image_path, test)
+    nms = mask_nms_threshold(method, test)
     bar = Progress(len(dets), f"postprocess ({method})", "img")
     snapped = {}
     for n, (image_id, d) in enumerate(dets.items(), 1):
-        snapped[image_id] = dataclasses.replace(d, masks=post(image_id, d))
-        if nms is not None:
-            snapped[image_id] = mask_nms(snapped[image_id], nms)
+        snapped[image_id] = post(image_id, d)
         bar.update(n)
     superpixels = {"superpixel_iou": test.superpixel_iou, "superpixel_cover": test.superpixel_cover,
                    "segment_box_weight": test.segment_box_weight} if method == "segments" else {}  # fmt: skip
