@@ -181,13 +181,14 @@ def trained(tiny_root, tmp_path_factory):
     return train.run(tiny_config(tiny_root, tmp_path_factory.mktemp("ev") / "run", "solver.max_iter=2"))
 
 
-def test_one_view_ensemble_equals_plain_inference(trained, tiny_root):
-    model, cfg, _ = load_model(trained / "checkpoints" / "last.pt", ["test.score_thresh=0.0"])
+@pytest.mark.parametrize("masks", ["mean", "seg"])
+def test_one_view_ensemble_equals_plain_inference(trained, tiny_root, masks):
+    model, cfg, _ = load_model(trained / "checkpoints" / "last.pt", ["test.score_thresh=0.0", f"test.masks={masks}"])
     data = InferenceDataset(tiny_root, "val", cfg.data, (112,), False)
     views = data[0]
     h, w = data.data.image_size(views[0].image_id)
     det = Predictor(model, cfg.test, cfg.model.xi, torch.device("cpu"))(views, (h, w))
-    # by hand: one view, mean refinement scores, argmax class, per-class NMS, Eq.10 masks
+    # by hand: one view, mean refinement scores, argmax class, per-class NMS, masks of test.masks
     s = views[0]
     res3, res4 = model.features(s.image[None])
     rois = torch.cat([torch.zeros(len(s.boxes), 1), s.boxes], 1)
@@ -201,7 +202,7 @@ def test_one_view_ensemble_equals_plain_inference(trained, tiny_root):
     torch.testing.assert_close(det.boxes, boxes[keep])
     assert torch.equal(det.classes, cls[keep] + 1)
     vb = boxes[keep] * s.scale
-    maps = model.mask_maps(res3, res4, torch.cat([torch.zeros(len(vb), 1), vb], 1), cls[keep] + 1)
+    maps = model.mask_maps(res3, res4, torch.cat([torch.zeros(len(vb), 1), vb], 1), cls[keep] + 1, masks)
     assert torch.equal(det.masks, paste_masks(maps, boxes[keep], h, w, cfg.model.xi))
 
 

@@ -215,6 +215,21 @@ def test_mask_maps_are_eq10_before_the_threshold():
     seg = torch.sigmoid(model.seg.out(model.seg.convs(up)))  # the head as written: on the upsampled map
     rows = torch.arange(4)
     torch.testing.assert_close(maps, (mean[rows, classes] + seg[rows, classes]) / 2)
+    torch.testing.assert_close(model.mask_maps(res3, res4, r, classes, "seg"), seg[rows, classes])  # test.masks
+    torch.testing.assert_close(model.mask_maps(res3, res4, r, classes, "img"), mean[rows, classes])
+
+
+def test_test_masks_names_a_source():
+    with pytest.raises(ValueError, match=r"test\.masks must be one of \('mean', 'seg', 'img'\), got 'both'"):
+        config_lib.load(None, ["test.masks=both"])
+    without_head, _ = tiny("model.seg=false")  # M alone, whatever test.masks says
+    images, rois, _, _ = batch()
+    res3, res4 = without_head.features(images[:1])
+    r = rois[:2].clone()
+    r[:, 0] = 0
+    classes = torch.tensor([1, 2])
+    torch.testing.assert_close(without_head.mask_maps(res3, res4, r, classes, "seg"),
+                               without_head.mask_maps(res3, res4, r, classes, "img"))  # fmt: skip
 
 
 @pytest.mark.parametrize("h,w,size", [(4, 4, 28), (7, 7, 28), (3, 5, 14), (1, 1, 6), (8, 8, 8), (9, 9, 6)])

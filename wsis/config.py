@@ -185,6 +185,10 @@ class TestConfig:
     score_thresh: float = 0.01
     nms: float = 0.3
     max_detections: int = 20
+    # A detection's mask before the threshold model.xi: "mean" = Eq.10's (M + S) / 2 (the paper),
+    # "seg" = the segmentation head's S alone, "img" = IMG's M alone; without the head
+    # (model.seg=false) it is M (README, Results)
+    masks: str = "mean"
     # CorLoc's split at the end of training: "" = the scored split (data.val_split); the paper's
     # VOC setting locates on its training images (configs/voc2012_r50.yaml sets it).
     corloc_split: str = ""
@@ -203,6 +207,9 @@ class TestConfig:
     # the segment's box with the detection's (a box prior: the hole of a ring overlaps a central mask
     # best, the ring fits the box); 0 = the paper's best overlap (README, Results)
     segment_box_weight: float = 0.5
+
+
+MASK_SOURCES = ("mean", "seg", "img")
 
 
 @dataclass
@@ -266,6 +273,8 @@ class Config:
             raise ValueError(f"data.{coco[0]} is a COCO annotation file: set data.root to the folder of its images")
         if self.solver.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"solver.optimizer must be sgd or adamw, got {self.solver.optimizer!r}")
+        if self.test.masks not in MASK_SOURCES:
+            raise ValueError(f"test.masks must be one of {MASK_SOURCES}, got {self.test.masks!r}")
         if not 0 < self.test.postprocess_nms <= 1:
             raise ValueError(f"test.postprocess_nms must be in (0, 1], got {self.test.postprocess_nms}")
         if self.test.segment_box_weight < 0:

@@ -120,7 +120,7 @@ class Predictor:
         maps = []
         for s, (res3, res4, width) in zip(views, feats):
             rois = ops.rois_from_boxes([to_view(boxes, s, width).to(self.device)])
-            m = self.model.mask_maps(res3, res4, rois, classes.to(self.device))
+            m = self.model.mask_maps(res3, res4, rois, classes.to(self.device), self.cfg.masks)
             if m is None:  # detector only: the box is the mask
                 return fill_boxes(boxes, h, w)
             maps.append((m.flip(-1) if s.flipped else m).float().cpu())

@@ -260,17 +260,17 @@ class CommunityNet(nn.Module):
         return scores, losses.decode(boxes, offsets)
 
     @torch.no_grad()
-    def mask_maps(self, res3, res4, rois: torch.Tensor, classes: torch.Tensor) -> Optional[torch.Tensor]:
-        """Eq.10 before the threshold: `(M^c + S^c) / 2` (or `M^c` without the head), [D, T, T]; None without IMG."""
+    def mask_maps(self, res3, res4, rois: torch.Tensor, classes: torch.Tensor, source: str = "mean") -> Optional[torch.Tensor]:
+        """A detection's mask before the threshold, [D, T, T]: Eq.10's `(M^c + S^c) / 2` (`source`
+        "mean"), `S^c` ("seg") or `M^c` ("img"; also without the head); None without IMG."""
         if self.img is None or len(rois) == 0:
             return None if self.img is None else rois.new_zeros((0, self.cfg.mask_size, self.cfg.mask_size))
         f5 = self._res5(res4, rois)
+        rows, ch = torch.arange(len(rois), device=rois.device), self._channel(classes)
+        s = torch.sigmoid(self.seg(f5))[rows, ch] if self.seg is not None and source != "img" else None
+        if s is not None and source == "seg":
+            return s
         cams, _ = self.img(self._levels(res3, res4, f5, rois))
         mean, _ = ops.cam_pseudo_masks(cams, self.cfg.xi)
-        rows = torch.arange(len(rois), device=rois.device)
-        ch = self._channel(classes)
         m = mean[rows, ch]
-        if self.seg is None:
-            return m
-        s = torch.sigmoid(self.seg(f5))[rows, ch]
-        return (m + s) / 2
+        return m if s is None else (m + s) / 2
