@@ -12,7 +12,8 @@ from wsis.engine.checkpoint import load_model
 from wsis.evaluation import metrics
 from wsis.data import proposals
 from wsis.data.loader import InferenceDataset
-from wsis.inference import Predictor, paste_masks, test_views
+from wsis.inference import Predictor, paste_masks
+from wsis.inference import test_views as views_of  # not a test
 
 
 def block(h, w, y0, x0, n_rows, n_cols):
@@ -266,7 +267,7 @@ def test_predict_draws_the_masks_of_the_configs_postprocess(trained, tiny_root, 
 
     model, cfg, _ = load_model(trained / "checkpoints" / "last.pt")
     image, cached = tiny_root / "JPEGImages" / "syn_000006.jpg", proposals.cache_dir(tiny_root, cfg.data.proposal_mode)
-    data = InferenceDataset(tiny_root, "val", cfg.data, *test_views(cfg))
+    data = InferenceDataset(tiny_root, "val", cfg.data, *views_of(cfg))
     index = data.data.image_ids.index("syn_000006")
     own = Predictor(model, cfg.test, cfg.model.xi, torch.device("cpu"))(data[index], data.data.image_size("syn_000006"))
     post = evaluation.postprocess_detections("segments", lambda _: image, cfg.test)("syn_000006", own)
@@ -374,5 +375,5 @@ def test_oracle_box_masks_equal_the_predictors_masks_on_those_boxes(trained, tin
     s = views[0]
     res3, res4 = model.features(s.image[None])
     vb = inst.boxes * s.scale
-    maps = model.mask_maps(res3, res4, torch.cat([torch.zeros(len(vb), 1), vb], 1), inst.classes)
+    maps = model.mask_maps(res3, res4, torch.cat([torch.zeros(len(vb), 1), vb], 1), inst.classes, cfg.test.masks)
     assert torch.equal(masks, paste_masks(maps, inst.boxes, *inst.void.shape, cfg.model.xi))
