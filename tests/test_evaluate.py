@@ -1,5 +1,6 @@
 """Metrics on hand-made cases and against pycocotools; paste-back; the ensemble; the evaluate/predict CLIs."""
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -342,6 +343,21 @@ def test_postprocessed_metrics_change_the_masks_only(trained, tiny_root):
     assert boxes["nms"] is None and "superpixel_iou" not in boxes
     with pytest.raises(ValueError, match="--postprocess must be"):
         evaluation.evaluate_model(model, cfg, tiny_root, "val", None, torch.device("cpu"), "crf")
+
+
+def test_a_checkpoint_older_than_a_key_says_it_takes_todays_default(trained, tmp_path):
+    from wsis.engine import checkpoint
+
+    state = checkpoint.load(trained / "checkpoints" / "last.pt")
+    del state["config"]["test"]["masks"]  # as saved before test.masks existed
+    torch.save(state, tmp_path / "old.pt")
+    with pytest.warns(UserWarning, match=r"old\.pt: its config predates test\.masks='seg'; today's defaults apply"):
+        _, cfg, _ = load_model(tmp_path / "old.pt")
+    assert cfg.test.masks == "seg"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # named on the command line: nothing to say
+        assert load_model(tmp_path / "old.pt", ["test.masks=mean"])[1].test.masks == "mean"
+        load_model(trained / "checkpoints" / "last.pt")  # today's checkpoint names every key
 
 
 def test_load_model_honours_the_config_device(trained):

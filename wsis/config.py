@@ -359,6 +359,13 @@ def merge(cfg: Config, tree: Dict[str, Any]) -> Config:
     return cfg
 
 
+def unnamed_keys(tree: Dict[str, Any]) -> List[str]:
+    """The dotted keys of today's config that a saved config tree (a checkpoint's) does not name:
+    they take today's defaults, which may differ from those it was made with."""
+    named = _flatten(tree)
+    return [k for k in keys(Config()) if k not in named]
+
+
 def load(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = ()) -> Config:
     """Defaults, then the YAML file at `path`, then `key=value` overrides; checked."""
     cfg = Config()

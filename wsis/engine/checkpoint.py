@@ -2,10 +2,12 @@
 and read without running code: `torch.load(weights_only=True)`, so a shared checkpoint can hold
 tensors and plain values only. The RNG states are stored in those terms."""
 import contextlib
+import functools
 import os
 import pickle
 import random
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -105,6 +107,12 @@ def load_model(path: Path, overrides: List[str] = (), device: Optional[torch.dev
     if "model" not in state or "config" not in state:
         raise ValueError(f"{path} is not a wsis checkpoint (no 'model'/'config' entries)")
     cfg = config_lib.apply_overrides(config_lib.merge(config_lib.Config(), state["config"]), overrides).check()
+    overridden = {o.split("=", 1)[0] for o in overrides}
+    unnamed = [k for k in config_lib.unnamed_keys(state["config"]) if k not in overridden]
+    if unnamed:  # a checkpoint from before these keys existed: what it gets is today's default
+        values = ", ".join(f"{k}={functools.reduce(getattr, k.split('.'), cfg)!r}" for k in unnamed)
+        warnings.warn(f"{path}: its config predates {values}; today's defaults apply (set them as key=value to "
+                      "change them)", stacklevel=2)  # fmt: skip
     classes = list(state["classes"])
     model = CommunityNet(cfg.model, len(classes))
     check_fits(model, state["model"], f"checkpoint {path}")
