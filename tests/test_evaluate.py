@@ -305,7 +305,8 @@ def test_predict_refuses_bad_postprocess_and_images_of_one_name(trained, tiny_ro
     assert code.value.code == 1 and "more than one image named syn_000006" in capsys.readouterr().err
     (tmp_path / "mcg").mkdir()  # no syn_000006.mat in it: the image is skipped, with the reason
     with pytest.raises(SystemExit) as code:
-        predict.main(["--checkpoint", ckpt, str(image), "--out", str(tmp_path / "o"), "--postprocess", f"mcg:{tmp_path / 'mcg'}"])
+        predict.main(["--checkpoint", ckpt, str(image), "--out", str(tmp_path / "o"),
+                      "--postprocess", f"mcg:{tmp_path / 'mcg'}"])  # fmt: skip
     assert code.value.code == 1 and "skipped" in capsys.readouterr().err
 
 

@@ -1,11 +1,12 @@
-"""python -m wsis.predict --checkpoint CKPT IMAGE_OR_DIR... --out DIR [--min-score 0.3] [--tta] [--postprocess ...] [key=value ...]
+"""python -m wsis.predict --checkpoint CKPT IMAGE_OR_DIR... --out DIR [--min-score 0.3] [--tta]
+[--postprocess ...] [key=value ...]
 
 For every image: an overlay PNG (masks in colour, boxes, class names and scores) and a JSON of
-its detections (COCO-style boxes and RLE masks). The masks are those the checkpoint's config
-scores as its headline figures: after `test.postprocess` (the CPU default's `segments`, with its
-mask NMS), or `--postprocess` (`none`: the model's own masks). Proposals are computed on the fly (Selective
-Search) unless `--proposals DIR` holds `<image stem>.npy` files. An unreadable image is reported
-and skipped; the others go on.
+its detections (COCO-style boxes and RLE masks). The masks are those of the checkpoint's figures
+with post-processing: after `test.postprocess` (the CPU default's `segments`, with its mask NMS),
+or after `--postprocess` (`none`: the model's own masks). Proposals are computed on the fly
+(Selective Search) unless `--proposals DIR` holds `<image stem>.npy` files. An unreadable image is
+reported and skipped; the others go on.
 """
 import argparse
 import json
@@ -106,7 +107,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         entries = to_coco({path.stem: det})
         for e in entries:
             e["category_name"] = classes[e["category_id"] - 1]
-        (args.out / f"{path.stem}.json").write_text(json.dumps({"image": str(path), "postprocess": method, "detections": entries}, indent=1))
+        record = {"image": str(path), "postprocess": method, "detections": entries}
+        (args.out / f"{path.stem}.json").write_text(json.dumps(record, indent=1))
         shown = int((det.scores >= args.min_score).sum())
         print(f"[{n}/{len(images)}] {path.name}: {len(det.scores)} detections, {shown} drawn -> {args.out / (path.stem + '.png')}")
     if failed:

@@ -260,7 +260,8 @@ class CommunityNet(nn.Module):
         return scores, losses.decode(boxes, offsets)
 
     @torch.no_grad()
-    def mask_maps(self, res3, res4, rois: torch.Tensor, classes: torch.Tensor, source: str = "mean") -> Optional[torch.Tensor]:
+    def mask_maps(self, res3, res4, rois: torch.Tensor, classes: torch.Tensor,
+                  source: str = "mean") -> Optional[torch.Tensor]:  # fmt: skip
         """A detection's mask before the threshold, [D, T, T]: Eq.10's `(M^c + S^c) / 2` (`source`
         "mean"), `S^c` ("seg") or `M^c` ("img"; also without the head); None without IMG."""
         if self.img is None or len(rois) == 0:
