@@ -82,7 +82,7 @@ def test_inference_one_image(run, device, name, views, benchmark):
         hh, ww = round(h * f), round(w * f)
         for flipped in ((False, True) if views == 10 else (False,)):
             samples.append(Sample(torch.randn(3, hh, ww), proposals(r, hh, ww), torch.zeros(c), "x", f, flipped))
-    predictor = Predictor(model, cfg.test, cfg.model.xi, torch.device(device))
+    predictor = Predictor(model, cfg.test, torch.device(device))
     run(predictor, samples, (h, w), rounds=2)
 
 

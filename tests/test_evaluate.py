@@ -183,13 +183,14 @@ def trained(tiny_root, tmp_path_factory):
     return train.run(tiny_config(tiny_root, tmp_path_factory.mktemp("ev") / "run", "solver.max_iter=2"))
 
 
-@pytest.mark.parametrize("masks", ["mean", "seg"])
-def test_one_view_ensemble_equals_plain_inference(trained, tiny_root, masks):
-    model, cfg, _ = load_model(trained / "checkpoints" / "last.pt", ["test.score_thresh=0.0", f"test.masks={masks}"])
+@pytest.mark.parametrize("masks, threshold", [("mean", 0.4), ("seg", 0.5), ("seg", 0.3)])
+def test_one_view_ensemble_equals_plain_inference(trained, tiny_root, masks, threshold):
+    model, cfg, _ = load_model(trained / "checkpoints" / "last.pt", ["test.score_thresh=0.0", f"test.masks={masks}",
+                                                                     f"test.mask_threshold={threshold}"])  # fmt: skip
     data = InferenceDataset(tiny_root, "val", cfg.data, (112,), False)
     views = data[0]
     h, w = data.data.image_size(views[0].image_id)
-    det = Predictor(model, cfg.test, cfg.model.xi, torch.device("cpu"))(views, (h, w))
+    det = Predictor(model, cfg.test, torch.device("cpu"))(views, (h, w))
     # by hand: one view, mean refinement scores, argmax class, per-class NMS, masks of test.masks
     s = views[0]
     res3, res4 = model.features(s.image[None])
@@ -205,7 +206,7 @@ def test_one_view_ensemble_equals_plain_inference(trained, tiny_root, masks):
     assert torch.equal(det.classes, cls[keep] + 1)
     vb = boxes[keep] * s.scale
     maps = model.mask_maps(res3, res4, torch.cat([torch.zeros(len(vb), 1), vb], 1), cls[keep] + 1, masks)
-    assert torch.equal(det.masks, paste_masks(maps, boxes[keep], h, w, cfg.model.xi))
+    assert torch.equal(det.masks, paste_masks(maps, boxes[keep], h, w, cfg.test.mask_threshold))
 
 
 def test_evaluate_cli_and_rescoring_its_predictions(trained, tiny_root, tmp_path, capsys):
@@ -270,7 +271,7 @@ def test_predict_draws_the_masks_of_the_configs_postprocess(trained, tiny_root, 
     image, cached = tiny_root / "JPEGImages" / "syn_000006.jpg", proposals.cache_dir(tiny_root, cfg.data.proposal_mode)
     data = InferenceDataset(tiny_root, "val", cfg.data, *views_of(cfg))
     index = data.data.image_ids.index("syn_000006")
-    own = Predictor(model, cfg.test, cfg.model.xi, torch.device("cpu"))(data[index], data.data.image_size("syn_000006"))
+    own = Predictor(model, cfg.test, torch.device("cpu"))(data[index], data.data.image_size("syn_000006"))
     post = evaluation.postprocess_detections("segments", lambda _: image, cfg.test)("syn_000006", own)
     assert len(post.scores) > 0
 
@@ -352,7 +353,7 @@ def test_a_checkpoint_older_than_a_key_says_it_takes_todays_default(trained, tmp
     state = checkpoint.load(trained / "checkpoints" / "last.pt")
     del state["config"]["test"]["masks"]  # as saved before test.masks existed
     torch.save(state, tmp_path / "old.pt")
-    with pytest.warns(UserWarning, match=r"old\.pt: its config predates test\.masks='seg'; today's defaults apply"):
+    with pytest.warns(UserWarning, match=r"old\.pt: its config predates test\.masks='seg'; today's defaults"):
         _, cfg, _ = load_model(tmp_path / "old.pt")
     assert cfg.test.masks == "seg"
     with warnings.catch_warnings():
@@ -387,10 +388,10 @@ def test_oracle_box_masks_equal_the_predictors_masks_on_those_boxes(trained, tin
     data = InferenceDataset(tiny_root, "val", cfg.data, (112,), False)
     views = data[0]
     inst = data.data.instances(views[0].image_id)
-    predictor = Predictor(model, cfg.test, cfg.model.xi, torch.device("cpu"))
+    predictor = Predictor(model, cfg.test, torch.device("cpu"))
     masks = predictor.masks_of(views, inst.boxes, inst.classes, tuple(inst.void.shape))
     s = views[0]
     res3, res4 = model.features(s.image[None])
     vb = inst.boxes * s.scale
     maps = model.mask_maps(res3, res4, torch.cat([torch.zeros(len(vb), 1), vb], 1), inst.classes, cfg.test.masks)
-    assert torch.equal(masks, paste_masks(maps, inst.boxes, *inst.void.shape, cfg.model.xi))
+    assert torch.equal(masks, paste_masks(maps, inst.boxes, *inst.void.shape, cfg.test.mask_threshold))

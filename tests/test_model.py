@@ -222,6 +222,9 @@ def test_mask_maps_are_eq10_before_the_threshold():
 def test_test_masks_names_a_source():
     with pytest.raises(ValueError, match=r"test\.masks must be one of \('mean', 'seg', 'img'\), got 'both'"):
         config_lib.load(None, ["test.masks=both"])
+    for bad in ("-0.1", "1"):
+        with pytest.raises(ValueError, match=r"test\.mask_threshold must be in \[0, 1\)"):
+            config_lib.load(None, [f"test.mask_threshold={bad}"])
     without_head, _ = tiny("model.seg=false")  # M alone, whatever test.masks says
     images, rois, _, _ = batch()
     res3, res4 = without_head.features(images[:1])

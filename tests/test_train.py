@@ -124,7 +124,7 @@ def test_the_shipped_configs_load(tmp_path):
     assert config_lib.load(configs / "synthetic.yaml") == config_lib.Config()  # the file states the defaults
     paper = config_lib.load(configs / "voc2012_r50.yaml")
     assert paper.model.backbone.name == "resnet50_gn" and paper.solver.max_iter == 120000 and paper.solver.steps == (90000,)
-    assert paper.test.masks == "mean"  # Eq.10 as printed; the CPU default takes S alone
+    assert (paper.test.masks, paper.test.mask_threshold) == ("mean", paper.model.xi)  # Eq.10 as printed
 
 
 def test_step_schedule():

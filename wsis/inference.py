@@ -3,8 +3,9 @@
 Every view (scale x flip) of an image scores the same proposals; the ensemble averages their
 scores and regressed boxes (mapped back to the original pixels), keeps per proposal its argmax
 class, and runs per-class NMS once. The masks of the surviving boxes are computed in every view,
-their 28x28 maps `(M^c + S^c) / 2` averaged (flipped views mirrored back), pasted into the box at
-image resolution and thresholded at xi.
+their 28x28 maps (`test.masks`: Eq.10's `(M^c + S^c) / 2`, or `S^c` alone) averaged (flipped
+views mirrored back), pasted into the box at image resolution and thresholded at
+`test.mask_threshold`.
 """
 import math
 from dataclasses import dataclass
@@ -72,8 +73,8 @@ def fill_boxes(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 class Predictor:
-    def __init__(self, model: CommunityNet, cfg: TestConfig, xi: float, device: torch.device):
-        self.model, self.cfg, self.xi, self.device = model.eval(), cfg, xi, device
+    def __init__(self, model: CommunityNet, cfg: TestConfig, device: torch.device):
+        self.model, self.cfg, self.device = model.eval(), cfg, device
 
     def _features(self, s: Sample):
         res3, res4 = self.model.features(s.image[None].to(self.device))
@@ -124,7 +125,7 @@ class Predictor:
             if m is None:  # detector only: the box is the mask
                 return fill_boxes(boxes, h, w)
             maps.append((m.flip(-1) if s.flipped else m).float().cpu())
-        return paste_masks(torch.stack(maps).mean(0), boxes, h, w, self.xi)
+        return paste_masks(torch.stack(maps).mean(0), boxes, h, w, self.cfg.mask_threshold)
 
 
 def test_views(cfg: Config) -> Tuple[Tuple[int, ...], bool]:
@@ -146,7 +147,7 @@ def predict_split(model: CommunityNet, cfg: Config, root: Path, split: str, devi
     """{image_id: Detections} for every image of a split, with the test views of the config."""
     data = InferenceDataset(root, split, cfg.data, *test_views(cfg))
     loader = image_views(data, cfg.data.workers)
-    predictor = Predictor(model, cfg.test, cfg.model.xi, device)
+    predictor = Predictor(model, cfg.test, device)
     out = {}
     bar = Progress(len(data), f"{what} {split}", "img")
     for i, views in enumerate(loader):

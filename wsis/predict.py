@@ -73,7 +73,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     device = next(model.parameters()).device
-    predictor = Predictor(model, cfg.test, cfg.model.xi, device)
+    predictor = Predictor(model, cfg.test, device)
     scales, flip = test_views(cfg)
     paths = {p.stem: p for p in images}
     post = postprocess_detections(method, paths.__getitem__, cfg.test)

@@ -115,7 +115,7 @@ def oracle_box_metrics(model, cfg: Config, root: Path, split: str, device) -> Di
     """The mask path apart from the detector: on every ground-truth box, with its class and score 1,
     the model's masks and the box filled in, scored alike (mask figures only)."""
     data = InferenceDataset(root, split, cfg.data, *test_views(cfg))
-    predictor = Predictor(model, cfg.test, cfg.model.xi, device)
+    predictor = Predictor(model, cfg.test, device)
     masks, filled = {}, {}
     bar = Progress(len(data), f"oracle boxes {split}", "img")
     for n, views in enumerate(image_views(data, cfg.data.workers), 1):
