@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from conftest import needs_timm
 from wsis import config as config_lib
-from wsis.model import CommunityNet
+from wsis.model import CommunityNet, precision
 from wsis.model.heads import conv3x3_upsampled
 from wsis.model.losses import decode, encode
 from wsis.model.network import frame_mask
@@ -311,7 +311,8 @@ def test_pairwise_term_trains_the_segmentation_head_only():
 
 @pytest.mark.parametrize("override", ["model.seg_channels=some", "model.reg_norm=none", "model.pairwise_weight=-1",
                                       "model.pairwise_tau=0", "model.pseudo_seeds=pcl", "model.seed_top=0",
-                                      "model.reg_target=box", "model.context_frame=0.5"])  # fmt: skip
+                                      "model.reg_target=box", "model.context_frame=0.5",
+                                      "model.frame_dtype=half"])  # fmt: skip
 def test_bad_mask_and_regression_options_are_named(override):
     with pytest.raises(ValueError, match=override.split("=")[0].replace(".", r"\.")):
         config_lib.load(None, [override])
@@ -385,7 +386,7 @@ def test_contrastive_det_logits_are_the_box_minus_its_frame():
     logits are unchanged, and the det layer learns from both terms."""
     images, rois, counts, labels = batch()
     plain, _ = tiny("model.context_frame=0")
-    model, _ = tiny("model.context_frame=2.0")
+    model, _ = tiny("model.context_frame=2.0", "model.frame_dtype=same")
     _, out = model(images, rois, counts, labels, torch.Generator().manual_seed(0))
     _, out_plain = plain(images, rois, counts, labels, torch.Generator().manual_seed(0))
     torch.testing.assert_close(out["cls_logits"], out_plain["cls_logits"])
@@ -403,3 +404,31 @@ def test_contrastive_det_logits_are_the_box_minus_its_frame():
     out["det_logits"].sum().backward()  # the frame's features are constants; the det layer's weight learns
     torch.testing.assert_close(w.grad, (box - frame).detach().sum(0).expand_as(w), rtol=1e-4, atol=1e-5)
     assert model.detector.midn_det.bias.grad.abs().max() < 1e-6
+
+
+def test_the_frame_pass_in_bfloat16_rounds_the_float32_features():
+    """model.frame_dtype=bfloat16: the same frame features within bfloat16's rounding, in the model's dtype."""
+    images, rois, _, _ = batch()
+    same, _ = tiny("model.frame_dtype=same")
+    bf16, _ = tiny("model.frame_dtype=bfloat16")
+    _, res4 = same.features(images)
+    want, got = same._frame_features(res4, rois), bf16._frame_features(res4, rois)
+    assert got.dtype == want.dtype == torch.float32 and not torch.equal(got, want)
+    torch.testing.assert_close(got, want, rtol=0, atol=0.03 * want.abs().max().item())
+
+
+@pytest.mark.parametrize("setting, device, native, bf16", [
+    ("auto", "cpu", True, True), ("auto", "cpu", False, False), ("auto", "cuda", True, False),
+    ("same", "cpu", True, False), ("bfloat16", "cpu", False, True), ("bfloat16", "cuda", False, True)])  # fmt: skip
+def test_frame_dtype_auto_takes_bfloat16_only_on_a_cpu_that_computes_it(setting, device, native, bf16, monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    assert precision.frame_in_bf16(setting, torch.device(device)) == bf16
+
+
+@pytest.mark.parametrize("flags, native", [("fpu avx512f avx512_bf16 sse", True), ("fpu amx_bf16 amx_tile", True),
+                                           ("fpu avx512f avx512bw", False)])  # fmt: skip
+def test_native_bf16_is_read_from_the_cpu_flags(flags, native, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: A CPU\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    assert precision.cpu_has_native_bf16(str(cpuinfo)) is native
+    assert precision.cpu_has_native_bf16(str(tmp_path / "absent")) is False

@@ -13,6 +13,7 @@ import yaml
 
 # What the model can build; `wsis.model.backbone` splits exactly these (a test holds the two together).
 BACKBONES = ("resnet18", "resnet50", "resnet101", "resnet50_gn", "efficientnet_lite0")
+FRAME_DTYPES = ("auto", "bfloat16", "same")  # model.frame_dtype; same: the model's dtype (AMP's, if on)
 FREEZE_LEVELS = ("0", "1", "2", "3", "4", "all")  # stages frozen: stem, res2, res3, res4 (the trunk), all (+head)
 
 
@@ -137,6 +138,9 @@ class ModelConfig:
     # object (a ring's hole) has the object on its frame and loses to the whole. 0 = off (the paper);
     # not in the paper, measured in README: Results
     context_frame: float = 1.8
+    # the frame pass's precision (wsis.model.precision): "auto" = bfloat16 on a CPU with AVX512-BF16 or
+    # AMX (twice as fast there), else the model's; "bfloat16"; "same" = the model's dtype
+    frame_dtype: str = "auto"
 
 
 @dataclass
@@ -254,6 +258,8 @@ class Config:
                              f"got {m.snap_superpixel_iou} and {m.snap_superpixel_cover}")  # fmt: skip
         if m.reg_norm not in ("all", "paired"):
             raise ValueError(f"model.reg_norm must be all or paired, got {m.reg_norm!r}")
+        if m.frame_dtype not in FRAME_DTYPES:
+            raise ValueError(f"model.frame_dtype must be one of {FRAME_DTYPES}, got {m.frame_dtype!r}")
         if m.context_frame != 0 and not m.context_frame > 1:
             raise ValueError(f"model.context_frame must be 0 (off) or > 1, got {m.context_frame}")
         if m.pairwise_weight < 0 or not 0 < m.pairwise_tau <= 1:

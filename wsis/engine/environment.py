@@ -13,6 +13,7 @@ import torch
 
 import wsis
 
+from ..model.precision import cpu_has_native_bf16
 from . import allocator
 
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "opencv", "pycocotools")
@@ -75,6 +76,7 @@ def collect(seed: int, device: torch.device, argv: Optional[List[str]] = None) -
         "threads": torch.get_num_threads(),
         "malloc": allocator.state(),
         "cpu": _cpu_name(),
+        "cpu_bf16": cpu_has_native_bf16(),  # decides model.frame_dtype=auto on the CPU
         "device": str(device),
         "cuda": torch.version.cuda,
         "gpu": None,

@@ -10,6 +10,7 @@ from .. import ops
 from ..config import ModelConfig
 from ..data.loader import IMAGENET_MEAN, IMAGENET_STD
 from . import losses, pairwise, snapping
+from .precision import frame_in_bf16
 from .backbone import Backbone
 from .heads import DetectionHead, MaskGenerator, SegmentationHead, mean_refinement_scores, midn_scores
 
@@ -88,11 +89,14 @@ class CommunityNet(nn.Module):
         """The head's features of each roi's frame, [K, D] (ContextLocNet): the box scaled by
         `context_frame` about its centre, pooled like the box, with the cells whose centres lie in the box
         zeroed. Without gradient: a forward pass of the head only, and MIDN's det layer still learns
-        from both terms."""
+        from both terms. In bfloat16 where `model.frame_dtype` says so (wsis.model.precision)."""
         s = self.cfg.context_frame
         centre, half = (rois[:, 1:3] + rois[:, 3:]) / 2, (rois[:, 3:] - rois[:, 1:3]) / 2 * s
         outer = torch.cat([rois[:, :1], centre - half, centre + half], 1)
-        return self._res5(res4, outer, frame_mask(HEAD_POOL, s)).mean((2, 3))
+        bf16 = frame_in_bf16(self.cfg.frame_dtype, res4.device)
+        with torch.autocast(res4.device.type, dtype=torch.bfloat16, enabled=bf16):
+            frame = self._res5(res4, outer, frame_mask(HEAD_POOL, s)).mean((2, 3))
+        return frame.to(res4.dtype)
 
     def _levels(self, res3, res4, f5: torch.Tensor, rois: torch.Tensor) -> List[torch.Tensor]:
         """The three IMG inputs: res3 and res4 pooled to 28x28, and res5 of each roi (IMG upsamples it)."""
