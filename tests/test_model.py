@@ -415,6 +415,8 @@ def test_the_frame_pass_in_bfloat16_rounds_the_float32_features():
     want, got = same._frame_features(res4, rois), bf16._frame_features(res4, rois)
     assert got.dtype == want.dtype == torch.float32 and not torch.equal(got, want)
     torch.testing.assert_close(got, want, rtol=0, atol=0.03 * want.abs().max().item())
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # "same" keeps an enclosing AMP region's dtype
+        assert torch.equal(same._frame_features(res4, rois), got)
 
 
 @pytest.mark.parametrize("setting, device, native, bf16", [

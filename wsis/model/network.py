@@ -1,4 +1,5 @@
 """The community network (Sec. 3, docs/DESIGN.md §1): backbone, detector, IMG and segmentation, and Eq.2."""
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -93,8 +94,9 @@ class CommunityNet(nn.Module):
         s = self.cfg.context_frame
         centre, half = (rois[:, 1:3] + rois[:, 3:]) / 2, (rois[:, 3:] - rois[:, 1:3]) / 2 * s
         outer = torch.cat([rois[:, :1], centre - half, centre + half], 1)
+        # autocast(enabled=False) would also switch off an enclosing AMP region, so "same" enters none
         bf16 = frame_in_bf16(self.cfg.frame_dtype, res4.device)
-        with torch.autocast(res4.device.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(res4.device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
             frame = self._res5(res4, outer, frame_mask(HEAD_POOL, s)).mean((2, 3))
         return frame.to(res4.dtype)
 
