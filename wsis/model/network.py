@@ -11,9 +11,9 @@ from .. import ops
 from ..config import ModelConfig
 from ..data.loader import IMAGENET_MEAN, IMAGENET_STD
 from . import losses, pairwise, snapping
-from .precision import frame_in_bf16
 from .backbone import Backbone
 from .heads import DetectionHead, MaskGenerator, SegmentationHead, mean_refinement_scores, midn_scores
+from .precision import frame_in_bf16
 
 
 # model.reg_target=segment: the largest growth (in area) from a seed's box to its segment's extent
