@@ -395,13 +395,18 @@ def load(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = ())
     return apply_overrides(cfg, overrides).check()
 
 
+def override_key(item: str) -> str:
+    """The dotted key that a `key=value` override sets, as `apply_overrides` reads it."""
+    if "=" not in item:
+        raise ValueError(f"override {item!r} must be key=value, e.g. solver.lr=0.01")
+    return item.split("=", 1)[0].strip()
+
+
 def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
     """`key=value` items, each value read as YAML (`solver.steps=[100,200]`, `model.img=false`)."""
     for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} must be key=value, e.g. solver.lr=0.01")
-        key, text = item.split("=", 1)
-        _set(cfg, key.strip(), yaml.safe_load(text) if text.strip() else "")
+        key, text = override_key(item), item.split("=", 1)[1]
+        _set(cfg, key, yaml.safe_load(text) if text.strip() else "")
     return cfg
 
 

@@ -107,7 +107,7 @@ def load_model(path: Path, overrides: List[str] = (), device: Optional[torch.dev
     if "model" not in state or "config" not in state:
         raise ValueError(f"{path} is not a wsis checkpoint (no 'model'/'config' entries)")
     cfg = config_lib.apply_overrides(config_lib.merge(config_lib.Config(), state["config"]), overrides).check()
-    overridden = {o.split("=", 1)[0].strip() for o in overrides}  # as apply_overrides reads the key
+    overridden = {config_lib.override_key(o) for o in overrides}
     unnamed = [k for k in config_lib.unnamed_keys(state["config"]) if k not in overridden]
     if unnamed:  # a checkpoint from before these keys existed: what it gets is today's default
         values = ", ".join(f"{k}={functools.reduce(getattr, k.split('.'), cfg)!r}" for k in unnamed)
