@@ -68,6 +68,18 @@ def test_train_iteration(run, device, name, layout, benchmark):
     run(_train_step, model, opt, batch, amp, rounds=3)
 
 
+@pytest.mark.parametrize("proposals_an_image", [100, 64, 48])
+def test_train_iteration_proposals(run, device, proposals_an_image, benchmark):
+    """The CPU default's iteration against the proposals a training image keeps (`data.train_boxes`):
+    the per-proposal head, its frame pass and their backward scale with them."""
+    benchmark.group = f"train iteration by proposals an image, 2 images [{device}]"
+    cfg, model, (h, w), _, c = _model("cpu_default", device)
+    opt, _ = build_optimizer(cfg, model)
+    batch = _batch(h, w, proposals_an_image, c, device)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
+    run(_train_step, model, opt, batch, amp, rounds=3)
+
+
 @pytest.mark.parametrize("views", [1, 10])
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_inference_one_image(run, device, name, views, benchmark):

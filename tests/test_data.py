@@ -10,6 +10,7 @@ from PIL import Image
 from conftest import hand_written_voc
 from wsis.data import VOCDataset
 from wsis.data.palette import read_indexed_png, voc_palette
+from wsis.data import synthetic as synthetic_module
 from wsis.data.synthetic import CLASSES, Settings, generate, main
 
 SMALL = dict(num_train=8, num_val=4, min_image=96, max_image=128, min_object=24, max_object=60)
@@ -28,6 +29,15 @@ def test_same_seed_same_bytes(synthetic, tmp_path):
         assert filecmp.cmp(synthetic / f, again / f, shallow=False), f
     other = generate(tmp_path / "other", Settings(**{**SMALL, "seed": 1}), progress=False)
     assert not filecmp.cmp(synthetic / "JPEGImages/syn_000000.jpg", other / "JPEGImages/syn_000000.jpg", shallow=False)
+
+
+def test_a_pool_writes_the_same_bytes(synthetic, tmp_path, monkeypatch):
+    monkeypatch.setattr(synthetic_module, "POOL_FROM", 1)
+    pooled = generate(tmp_path / "pooled", Settings(**SMALL), progress=False, processes=2)
+    files = sorted(p.relative_to(synthetic) for p in synthetic.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(pooled) for p in pooled.rglob("*") if p.is_file())
+    for f in files:
+        assert filecmp.cmp(synthetic / f, pooled / f, shallow=False), f
 
 
 def test_masks_boxes_and_labels_agree(synthetic):

@@ -47,6 +47,23 @@ def test_train_samples_are_deterministic_per_epoch(root):
     assert (s.boxes[:, 2] <= s.image.shape[2] + 1e-3).all() and (s.boxes[:, 0] >= 0).all()
 
 
+def test_train_boxes_draws_a_new_subset_of_the_proposals_each_epoch(root):
+    every = TrainDataset(root, DataConfig(scales=(64,)), seed=3)
+    some = TrainDataset(root, DataConfig(scales=(64,), train_boxes=5), seed=3)
+    subsets = set()
+    for epoch in range(4):
+        full, part = every[epoch, 0], some[epoch, 0]
+        assert len(full.boxes) > 5 and len(part.boxes) == 5
+        assert torch.equal(part.image, full.image)  # the scale and flip draws are the same with or without it
+        rows = [int((full.boxes == b).all(1).nonzero()) for b in part.boxes]
+        assert rows == sorted(rows)  # a subset, in the proposals' order
+        assert torch.equal(some[epoch, 0].boxes, part.boxes)  # repeatable
+        subsets.add(tuple(rows))
+    assert len(subsets) > 1
+    many = TrainDataset(root, DataConfig(scales=(64,), train_boxes=10_000), seed=3)
+    assert torch.equal(many[0, 0].boxes, every[0, 0].boxes)  # more than an image has: all of them
+
+
 def test_test_dataset_gives_every_scale_and_flip(root):
     views = InferenceDataset(root, "val", DataConfig(), scales=(64, 80), flip=True)[0]
     assert [(min(v.image.shape[1:]), v.flipped) for v in views] == [(64, False), (64, True), (80, False), (80, True)]

@@ -312,7 +312,8 @@ def test_pairwise_term_trains_the_segmentation_head_only():
 @pytest.mark.parametrize("override", ["model.seg_channels=some", "model.reg_norm=none", "model.pairwise_weight=-1",
                                       "model.pairwise_tau=0", "model.pseudo_seeds=pcl", "model.seed_top=0",
                                       "model.reg_target=box", "model.context_frame=0.5",
-                                      "model.frame_dtype=half"])  # fmt: skip
+                                      "model.frame_dtype=half", "model.head_pool=2",
+                                      "data.train_boxes=-1"])  # fmt: skip
 def test_bad_mask_and_regression_options_are_named(override):
     with pytest.raises(ValueError, match=override.split("=")[0].replace(".", r"\.")):
         config_lib.load(None, [override])
@@ -380,13 +381,15 @@ def test_frame_mask_zeroes_the_cells_inside_the_box():
     assert frame_mask(7, 100.0).sum() == 48  # only the centre cell
 
 
-def test_contrastive_det_logits_are_the_box_minus_its_frame():
+@pytest.mark.parametrize("pool, inner", [(7, slice(2, 5)), (5, slice(1, 4))])
+def test_contrastive_det_logits_are_the_box_minus_its_frame(pool, inner):
     """model.context_frame: MIDN's det logits are W v_box - W v_frame (the bias cancels), the frame
     pooled from the box scaled about its centre with the inner cells zeroed; the cls and refinement
-    logits are unchanged, and the det layer learns from both terms."""
+    logits are unchanged, and the det layer learns from both terms. Box and frame are pooled to
+    `model.head_pool` cells a side."""
     images, rois, counts, labels = batch()
-    plain, _ = tiny("model.context_frame=0")
-    model, _ = tiny("model.context_frame=2.0", "model.frame_dtype=same")
+    plain, _ = tiny("model.context_frame=0", f"model.head_pool={pool}")
+    model, _ = tiny("model.context_frame=2.0", "model.frame_dtype=same", f"model.head_pool={pool}")
     _, out = model(images, rois, counts, labels, torch.Generator().manual_seed(0))
     _, out_plain = plain(images, rois, counts, labels, torch.Generator().manual_seed(0))
     torch.testing.assert_close(out["cls_logits"], out_plain["cls_logits"])
@@ -395,10 +398,10 @@ def test_contrastive_det_logits_are_the_box_minus_its_frame():
     b = rois[:, 1:]
     centre, half = (b[:, :2] + b[:, 2:]) / 2, (b[:, 2:] - b[:, :2])  # scale 2: the half-size becomes the size
     outer = torch.cat([rois[:, :1], centre - half, centre + half], 1)
-    pooled = ref.roi_pool(res4.detach().float(), outer, 7, 1 / 16)
-    pooled[:, :, 2:5, 2:5] = 0  # the cells whose centres lie in the box (|u| < 1/2)
+    pooled = ref.roi_pool(res4.detach().float(), outer, pool, 1 / 16)
+    pooled[:, :, inner, inner] = 0  # the cells whose centres lie in the box (|u| < 1/2)
     frame = model.backbone.res5(pooled.contiguous(memory_format=torch.channels_last)).mean((2, 3))
-    box = model.backbone.res5(ref.roi_pool(res4.detach().float(), rois, 7, 1 / 16)).mean((2, 3))
+    box = model.backbone.res5(ref.roi_pool(res4.detach().float(), rois, pool, 1 / 16)).mean((2, 3))
     w = model.detector.midn_det.weight
     torch.testing.assert_close(out["det_logits"], (box - frame) @ w.T, rtol=1e-4, atol=1e-5)
     out["det_logits"].sum().backward()  # the frame's features are constants; the det layer's weight learns

@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 from scipy.io import savemat
 
-from wsis.data.segments import graph_labels, label_regions, region_boxes
+from wsis.data.segments import cache_path, graph_labels, label_regions, region_boxes, segment_ids
 from wsis.evaluation.metrics import box_iou, mask_iou
 from wsis.evaluation.postprocess import load_mcg, make_postprocess, snap, superpixel_vote
 from wsis.inference import Detections
@@ -106,6 +106,34 @@ def test_region_boxes_bound_each_id_of_a_label_map_or_a_stack():
     labels[1, 4, 0] = 4
     assert region_boxes(labels).tolist() == [[0, 0, 6, 5], [2, 1, 5, 3], [0, 0, 0, 0], [0, 0, 6, 5], [0, 4, 1, 5]]
     assert region_boxes(labels[0]).tolist() == [[0, 0, 6, 5], [2, 1, 5, 3]]
+
+
+def test_postprocess_segments_reads_the_cached_segments_of_an_image_of_their_size(tmp_path):
+    """The segments that training cached under the data root are those computed from the image, and
+    `segments_root` makes the post-processing read them; a cache of another size is passed over."""
+    ring, hole, _ = ring_and_hole()
+    rgb = np.zeros((12, 12, 3), np.uint8)
+    rgb[ring], rgb[hole] = (220, 30, 30), (30, 30, 220)
+    rgb = np.kron(rgb, np.ones((8, 8, 1), np.uint8))
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    det = Detections(torch.tensor([[8.0, 8.0, 88.0, 88.0]]), torch.tensor([1]), torch.tensor([0.9]),
+                     torch.from_numpy(np.kron(ring | hole, np.ones((8, 8), bool))[None]))  # fmt: skip
+    path = lambda i: tmp_path / f"{i}.png"  # noqa: E731
+    cache = cache_path(tmp_path, "a")
+    cache.parent.mkdir(parents=True)
+
+    def cached(ids):
+        np.savez_compressed(cache, array=ids)
+        return make_postprocess("segments", path, segments_root=tmp_path)("a", det)
+
+    computed = make_postprocess("segments", path)("a", det)
+    assert torch.equal(cached(segment_ids(rgb)), computed)
+    halves = np.zeros((3, 96, 96), np.uint16)
+    halves[:, :, 40:] = 1  # two segments; the mask overlaps the right one more
+    halves += np.arange(3, dtype=np.uint16)[:, None, None] * 2  # segment_ids' offsets across granularities
+    right = cached(halves)
+    assert right.shape == (1, 96, 96) and right[0, :, 40:].all() and not right[0, :, :40].any()  # the cache's
+    assert torch.equal(cached(halves[:, :95]), computed)  # not this image's: computed again
 
 
 def test_postprocess_segments_uses_the_box_prior_of_its_weight(tmp_path):

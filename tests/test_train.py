@@ -10,6 +10,7 @@ from PIL import Image
 
 from conftest import needs_timm, tiny_config
 from wsis import train
+from wsis.data import segments
 from wsis.engine import allocator, checkpoint
 from wsis.engine.distributed import World
 from wsis.engine.run_folder import RunFolder
@@ -41,6 +42,8 @@ def test_a_run_writes_its_folder_and_evaluates(tiny_root, tmp_path):
         assert key in metrics
     assert metrics["num_images"] == 3 and metrics["corloc_split"] == "val"
     assert metrics["postprocessed"]["method"] == "segments"  # test.postprocess, scored beside the model's own masks
+    # the val images' segments, computed in the pool before training, for the post-processing to read
+    assert all(segments.cache_path(tiny_root, f"syn_00000{i}").is_file() for i in (6, 7, 8))
     assert (run_dir / "predictions.json").is_file()
     assert sorted(p.name for p in (run_dir / "pictures").iterdir()) == ["curves.png", "syn_000006.png", "syn_000007.png",
                                                                        "syn_000008.png"]

@@ -78,7 +78,8 @@ class BackboneConfig:
 class ModelConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     refine_branches: int = 3  # K in Eq.6
-    res5_stride: int = 2  # stride of the head on the 7x7 pooled features: 1 keeps 7x7 maps (3x the CPU time)
+    head_pool: int = 7  # side of the res4 roi_pool grid that the per-roi head (res5) runs on
+    res5_stride: int = 2  # stride of the head on the pooled grid: 1 keeps its size (3x the CPU time at 7)
     img: bool = True  # the instance mask generation module (Sec. 3.2.2)
     seg: bool = True  # the instance segmentation head (Sec. 3.2.3); needs img
     regressor: str = "agnostic"  # "agnostic" (the paper), "specific" (Table 6) or "none"
@@ -156,6 +157,7 @@ class DataConfig:
     proposal_mode: str = "fast"  # Selective Search mode: fast, quality or single
     min_box: float = 8.0
     max_boxes: int = 100  # proposals per image
+    train_boxes: int = 0  # proposals per training image, drawn anew each time from its max_boxes; 0: all
     workers: int = 1
 
 
@@ -265,6 +267,8 @@ class Config:
         if m.pairwise_weight < 0 or not 0 < m.pairwise_tau <= 1:
             raise ValueError(f"model.pairwise_weight must be >= 0 and model.pairwise_tau in (0, 1], got "
                              f"{m.pairwise_weight} and {m.pairwise_tau}")  # fmt: skip
+        if m.head_pool < 3:
+            raise ValueError(f"model.head_pool must be >= 3 (a frame needs a ring of cells), got {m.head_pool}")
         if m.res5_stride not in (1, 2):
             raise ValueError(f"model.res5_stride must be 1 or 2, got {m.res5_stride}")
         if m.refine_branches < 1:
@@ -277,6 +281,8 @@ class Config:
 
         if self.data.proposal_mode not in MODES:
             raise ValueError(f"data.proposal_mode must be one of {MODES}, got {self.data.proposal_mode!r}")
+        if self.data.train_boxes < 0:
+            raise ValueError(f"data.train_boxes must be >= 0 (0: every proposal), got {self.data.train_boxes}")
         if not self.data.scales:
             raise ValueError("data.scales must name at least one scale")
         coco = [k for k in ("train_split", "val_split") if str(getattr(self.data, k)).lower().endswith(".json")]

@@ -74,7 +74,7 @@ class RunEvaluation:
         m, dets, data = evaluate_model(model, cfg, self.root, cfg.data.val_split, cfg.test.corloc_split or None,
                                        self.device, cfg.test.postprocess)  # fmt: skip
         write(self.run.root, m, dets, data)
-        post = postprocess_detections(cfg.test.postprocess, data.image_path, cfg.test)
+        post = postprocess_detections(cfg.test.postprocess, data.image_path, cfg.test, data.root)
         save_pictures(dets, data.image_path, self.classes, self.run.pictures, post=post)
         print(table(m))
         record_eval(self.run, iteration, m["mAP@0.5"])  # the last point of the curve
@@ -104,6 +104,8 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
                 scan(root, cfg.data.val_split, cfg.data.proposal_mode, cfg.data.min_box, ground_truth=True)
             if cfg.model.snap_pseudo_masks:  # once the images are known to decode
                 segments.compute(root, cfg.data.train_split)
+            if cfg.evaluate and cfg.test.postprocess == "segments":  # computed in the pool, read by the evaluation
+                segments.compute(root, cfg.data.val_split)
             say(f"data: {root.resolve()}")
             if train_data.skipped:
                 say(f"data: {train_data.skipped} images of {cfg.data.train_split} have no label (no non-crowd "

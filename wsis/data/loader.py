@@ -102,6 +102,8 @@ class TrainDataset(_ProposalImages):
         rng = np.random.default_rng([self.seed, epoch, index])
         shorter = int(self.cfg.scales[rng.integers(len(self.cfg.scales))])
         flip = bool(self.cfg.flip and rng.random() < 0.5)
+        if 0 < self.cfg.train_boxes < len(boxes):  # a new subset each epoch, kept in the proposals' order
+            boxes = boxes[np.sort(rng.choice(len(boxes), self.cfg.train_boxes, replace=False))]
         x, b, scale = transform(image, boxes, shorter, self.cfg.max_size, flip)
         ids = None
         if self.segments:

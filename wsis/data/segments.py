@@ -5,7 +5,7 @@ Training reads them from a cache computed once per image at its own size, like t
 `ROOT/segments/graph/<id>.npz`, the `segment_ids` of the image (uint16 `[len(GRAPH_KS), H, W]`).
 """
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -87,6 +87,20 @@ def compute(root: Path, split: str, jobs: Optional[int] = None, progress: bool =
     data = open_split(root, split)
     images = [((data.image_path(i),), cache_path(root, i)) for i in data.image_ids]
     compute_missing(_segment_ids_one_thread, images, f"segments {split}", jobs, progress)
+
+
+def cached_labels(root: Path, image_id: str, height: int, width: int) -> Optional[List[np.ndarray]]:
+    """The `graph_labels` of each granularity, finest first, from an image's cache; None where it has
+    none, or one of another size than `height x width` (made for another image)."""
+    path = cache_path(root, image_id)
+    if not path.is_file():
+        return None
+    with np.load(path) as f:
+        ids = f["array"]
+    if ids.shape != (len(GRAPH_KS), height, width):
+        return None
+    # segment_ids offset each map by the count before it; every map holds its label 0
+    return [m.astype(np.int32) - int(m.min()) for m in ids]
 
 
 def load(root: Path, image_id: str) -> np.ndarray:

@@ -11,7 +11,9 @@ drawn from its own generator seeded by (seed, index): same settings, same bytes.
 import argparse
 import json
 import math
+import os
 from dataclasses import asdict, fields
+from multiprocessing import get_context
 from pathlib import Path
 from typing import List, Optional
 
@@ -222,8 +224,24 @@ def write_sample(root: Path, image_id: str, rgb, masks, classes, void_width: int
     write_indexed_png(root / "SegmentationClass" / f"{image_id}.png", class_map)
 
 
-def generate(out: Path, settings: Settings, progress: bool = True) -> Path:
-    """Write the data set into `out` (kept as is when it already holds one made with `settings`)."""
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # the pool gives the parallelism
+
+
+def _write_image(job) -> None:
+    """Image `index` of the set, drawn from its own seed: any process writes the same one."""
+    out, settings, index = job
+    rgb, masks, classes = make_image(settings, np.random.default_rng([settings.seed, index]))
+    write_sample(out, f"syn_{index:06d}", rgb, masks, classes, settings.void_width)
+
+
+# below this many images the serial loop beats a pool's start-up (each worker imports torch)
+POOL_FROM = 200
+
+
+def generate(out: Path, settings: Settings, progress: bool = True, processes: Optional[int] = None) -> Path:
+    """Write the data set into `out` (kept as is when it already holds one made with `settings`), in
+    a pool of `processes` (default: one per CPU) from POOL_FROM images on."""
     settings.check()
     out = Path(out)
     stamp = out / "synthetic.json"
@@ -236,17 +254,20 @@ def generate(out: Path, settings: Settings, progress: bool = True) -> Path:
     for sub in ("JPEGImages", "Annotations", "SegmentationObject", "SegmentationClass", "ImageSets/Segmentation"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     total = settings.num_train + settings.num_val
-    splits = {"train": [], "val": []}
     bar = Progress(total, "synthetic", "img", enabled=progress)
-    for index in range(total):
-        rng = np.random.default_rng([settings.seed, index])
-        image_id = f"syn_{index:06d}"
-        rgb, masks, classes = make_image(settings, rng)
-        write_sample(out, image_id, rgb, masks, classes, settings.void_width)
-        splits["train" if index < settings.num_train else "val"].append(image_id)
-        bar.update(index + 1)
-    for split, ids in splits.items():
-        (out / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("".join(i + "\n" for i in ids))
+    jobs = [(out, settings, index) for index in range(total)]
+    processes = processes or os.cpu_count() or 1
+    if processes == 1 or total < POOL_FROM:
+        for done, job in enumerate(jobs, 1):
+            _write_image(job)
+            bar.update(done)
+    else:
+        with get_context("spawn").Pool(processes, _one_thread) as pool:
+            for done, _ in enumerate(pool.imap_unordered(_write_image, jobs, chunksize=8), 1):
+                bar.update(done)
+    ids = [f"syn_{index:06d}" for index in range(total)]
+    for split, part in (("train", ids[: settings.num_train]), ("val", ids[settings.num_train:])):
+        (out / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("".join(i + "\n" for i in part))
     (out / "classes.txt").write_text("".join(c + "\n" for c in CLASSES))
     stamp.write_text(json.dumps(asdict(settings), indent=1) + "\n")  # last: marks the set complete
     return out

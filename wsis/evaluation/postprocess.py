@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..config import TestConfig
-from ..data.segments import GRAPH_KS, covered_regions, graph_labels, label_regions, region_boxes
+from ..data.segments import GRAPH_KS, cached_labels, covered_regions, graph_labels, label_regions, region_boxes
 from ..inference import Detections, fill_boxes
 from .metrics import box_iou, mask_iou
 
@@ -113,10 +113,12 @@ def check_postprocess(spec: str) -> None:
 
 
 def make_postprocess(spec: str, image_path: Callable[[str], Path], superpixel_iou: float = 0.0,
-                     superpixel_cover: float = 0.6, box_weight: float = 0.0) -> Optional[Callable[[str, Detections], torch.Tensor]]:  # fmt: skip
+                     superpixel_cover: float = 0.6, box_weight: float = 0.0,
+                     segments_root: Optional[Path] = None) -> Optional[Callable[[str, Detections], torch.Tensor]]:  # fmt: skip
     """The new masks of an image's detections: `segments` (OpenCV graph segments of the images,
-    found by `image_path(id)`, ranked with the box prior of `box_weight`, with the `snap` of their
-    finest regions below `superpixel_iou`),
+    found by `image_path(id)`, or read from `segments_root`'s cache where it holds the image's,
+    ranked with the box prior of `box_weight`, with the `snap` of their finest regions below
+    `superpixel_iou`),
     `mcg:DIR` (DIR/<id>.mat, best overlap only), `boxes` (each box filled in: the baseline the
     model's masks must beat); None for `none`."""
     check_postprocess(spec)
@@ -128,9 +130,13 @@ def make_postprocess(spec: str, image_path: Callable[[str], Path], superpixel_io
         from PIL import Image
 
         def post(image_id: str, det: Detections) -> torch.Tensor:
-            with Image.open(image_path(image_id)) as im:
-                rgb = np.asarray(im.convert("RGB"))
-            labels = [graph_labels(rgb, k) for k in GRAPH_KS]  # finest first
+            labels = None
+            if segments_root is not None:
+                labels = cached_labels(segments_root, image_id, *det.masks.shape[-2:])
+            if labels is None:
+                with Image.open(image_path(image_id)) as im:
+                    rgb = np.asarray(im.convert("RGB"))
+                labels = [graph_labels(rgb, k) for k in GRAPH_KS]  # finest first
             segments = np.concatenate([label_regions(x) for x in labels])
             fit = None
             if box_weight > 0:
@@ -148,13 +154,15 @@ def mask_nms_threshold(method: str, test: TestConfig) -> Optional[float]:
     return None if method == "boxes" else test.postprocess_nms
 
 
-def postprocess_detections(method: str, image_path: Callable[[str], Path],
-                           test: TestConfig) -> Optional[Callable[[str, Detections], Detections]]:  # fmt: skip
+def postprocess_detections(method: str, image_path: Callable[[str], Path], test: TestConfig,
+                           segments_root: Optional[Path] = None) -> Optional[Callable[[str, Detections], Detections]]:  # fmt: skip
     """An image's detections after `method` replaced their masks (`make_postprocess` with the box
-    prior and superpixels of `test`), then `mask_nms` at `mask_nms_threshold`, which drops the
-    detections whose new mask repeats a better one's. None for `none`. What `wsis.evaluate` scores,
-    and what `wsis.predict` and the run's pictures draw."""
-    post = make_postprocess(method, image_path, test.superpixel_iou, test.superpixel_cover, test.segment_box_weight)
+    prior and superpixels of `test`, and the segments cached under `segments_root`), then
+    `mask_nms` at `mask_nms_threshold`, which drops the detections whose new mask repeats a better
+    one's. None for `none`. What `wsis.evaluate` scores, and what `wsis.predict` and the run's
+    pictures draw."""
+    post = make_postprocess(method, image_path, test.superpixel_iou, test.superpixel_cover, test.segment_box_weight,
+                            segments_root)  # fmt: skip
     if post is None:
         return None
     nms = mask_nms_threshold(method, test)

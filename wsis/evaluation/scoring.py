@@ -93,8 +93,9 @@ MASK_METRICS = ("mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO")
 
 
 def postprocessed_metrics(dets: Dict[str, Detections], data, method: str, test: TestConfig) -> Dict[str, object]:
-    """The mask figures of `postprocess_detections` (`method` with the settings of `test`, then mask NMS)."""
-    post = postprocess_detections(method, data.image_path, test)
+    """The mask figures of `postprocess_detections` (`method` with the settings of `test`, then mask NMS),
+    with the graph segments cached under `data.root` where there are any."""
+    post = postprocess_detections(method, data.image_path, test, data.root)
     nms = mask_nms_threshold(method, test)
     bar = Progress(len(dets), f"postprocess ({method})", "img")
     snapped = {}

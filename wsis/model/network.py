@@ -21,9 +21,6 @@ from .precision import frame_in_bf16
 # quarter of the ring's box; a segment that leaks into the background grows much more.
 SEGMENT_GROWTH = 5.0
 
-# the side of the roi_pool grid that the per-roi head runs on (Fast R-CNN's C4 head)
-HEAD_POOL = 7
-
 # the loader's normalisation, undone for the colours of the pairwise term
 _MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -79,8 +76,8 @@ class CommunityNet(nn.Module):
         return self.backbone.trunk(images.contiguous(memory_format=self.memory_format))
 
     def _res5(self, res4: torch.Tensor, rois: torch.Tensor, cells: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The head on the HEAD_POOL-square roi_pool of res4, each pooled grid multiplied by `cells` if given."""
-        pooled = ops.roi_pool(res4.float(), rois, HEAD_POOL, 1.0 / self.backbone.strides["res4"])
+        """The head on the `model.head_pool`-square roi_pool of res4, each pooled grid multiplied by `cells` if given."""
+        pooled = ops.roi_pool(res4.float(), rois, self.cfg.head_pool, 1.0 / self.backbone.strides["res4"])
         if cells is not None:
             pooled = pooled * cells.to(pooled.device)
         return self.backbone.res5(pooled.to(res4.dtype))
@@ -97,7 +94,7 @@ class CommunityNet(nn.Module):
         # autocast(enabled=False) would also switch off an enclosing AMP region, so "same" enters none
         bf16 = frame_in_bf16(self.cfg.frame_dtype, res4.device)
         with torch.autocast(res4.device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
-            frame = self._res5(res4, outer, frame_mask(HEAD_POOL, s)).mean((2, 3))
+            frame = self._res5(res4, outer, frame_mask(self.cfg.head_pool, s)).mean((2, 3))
         return frame.to(res4.dtype)
 
     def _levels(self, res3, res4, f5: torch.Tensor, rois: torch.Tensor) -> List[torch.Tensor]:
