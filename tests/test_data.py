@@ -9,8 +9,8 @@ from PIL import Image
 
 from conftest import hand_written_voc
 from wsis.data import VOCDataset
-from wsis.data.palette import read_indexed_png, voc_palette
 from wsis.data import synthetic as synthetic_module
+from wsis.data.palette import read_indexed_png, voc_palette
 from wsis.data.synthetic import CLASSES, Settings, generate, main
 
 SMALL = dict(num_train=8, num_val=4, min_image=96, max_image=128, min_object=24, max_object=60)
