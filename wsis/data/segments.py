@@ -92,11 +92,9 @@ def compute(root: Path, split: str, jobs: Optional[int] = None, progress: bool =
 def cached_labels(root: Path, image_id: str, height: int, width: int) -> Optional[List[np.ndarray]]:
     """The `graph_labels` of each granularity, finest first, from an image's cache; None where it has
     none, or one of another size than `height x width` (made for another image)."""
-    path = cache_path(root, image_id)
-    if not path.is_file():
+    if not cache_path(root, image_id).is_file():
         return None
-    with np.load(path) as f:
-        ids = f["array"]
+    ids = load(root, image_id)
     if ids.shape != (len(GRAPH_KS), height, width):
         return None
     # segment_ids offset each map by the count before it; every map holds its label 0
