@@ -80,6 +80,28 @@ def test_activations_are_out_of_place_where_gradients_pass():
     assert _inplace(net) == {True}
 
 
+@pytest.mark.parametrize("name, kept", [("efficientnet_lite0", [1, 1]), ("resnet50", [1])])
+def test_head_skip_leaves_out_the_heads_last_residual_blocks(name, kept):
+    full = Backbone(name, "none", "2")
+    residual = bb.residual_blocks(full.head)
+    net = Backbone(name, "none", "2", head_skip=len(residual))
+    assert [len(stage) for stage in net.head] == kept and bb.residual_blocks(net.head) == []
+    one = Backbone(name, "none", "2", head_skip=1)
+    assert sum(len(s) for s in one.head) == sum(len(s) for s in full.head) - 1
+    # the blocks kept are the first ones, with the same weights: the head's function without the last block
+    one.load_state_dict(full.state_dict(), strict=False)
+    last = residual[-1]
+    with torch.no_grad():
+        for key, t in last.state_dict().items():  # conv and frozen-norm weights and biases
+            if key.endswith(("weight", "bias")):
+                t.zero_()  # a residual block whose branch gives 0 passes its (non-negative) input on
+        x = torch.randn(2, CHANNELS[name][1], 7, 7)
+        full.eval(), one.eval()
+        torch.testing.assert_close(one.res5(x), full.res5(x))
+    with pytest.raises(ValueError, match=r"model.backbone.head_skip must lie in \[0, %d\]" % len(residual)):
+        Backbone(name, "none", "2", head_skip=len(residual) + 1)
+
+
 def test_groupnorm_backbones_train_their_norms():
     net = Backbone("resnet50_gn", "none", "2")
     norms = [m for m in net.res3.modules() if isinstance(m, torch.nn.GroupNorm)]

@@ -167,12 +167,13 @@ LOSS_KEYS = ("loss", "cls", "refine", "reg", "img", "seg", "lr")
 
 
 def test_the_same_seed_gives_the_same_losses(tiny_root, tmp_path):
-    """Bit-identical losses for the same seed on one machine and thread count; another seed differs."""
+    """Bit-identical losses for the same seed on one machine and thread count, with a loader process
+    or without (data.workers=0 loads the same batches); another seed differs."""
     runs = [train.run(tiny_config(tiny_root, tmp_path / name, "evaluate=false", "solver.max_iter=12",
-                                  "data.workers=1", f"seed={seed}"))  # fmt: skip
-            for name, seed in (("a", 0), ("b", 0), ("c", 1))]
-    a, b, c = ([{k: r[k] for k in LOSS_KEYS} for r in losses_of(run)] for run in runs)
-    assert len(a) == 12 and a == b
+                                  f"data.workers={workers}", f"seed={seed}"))  # fmt: skip
+            for name, seed, workers in (("a", 0, 1), ("b", 0, 1), ("c", 1, 1), ("d", 0, 0))]
+    a, b, c, d = ([{k: r[k] for k in LOSS_KEYS} for r in losses_of(run)] for run in runs)
+    assert len(a) == 12 and a == b == d
     assert a != c
 
 

@@ -48,6 +48,24 @@ def _set_head_stride(head: nn.Sequential, stride: int) -> None:
         conv.stride = (stride, stride)
 
 
+def residual_blocks(head: nn.Sequential):
+    """The head's blocks that add their input to their output (a timm `has_skip` block, a ResNet
+    block without a `downsample`), in order: each can be left out without changing a shape."""
+    blocks = [block for stage in head for block in stage]
+    return [b for b in blocks if getattr(b, "has_skip", False) or getattr(b, "downsample", False) is None]
+
+
+def _skip_head_blocks(head: nn.Sequential, count: int) -> None:
+    """Leaves out the head's last `count` residual blocks (model.backbone.head_skip)."""
+    residual = residual_blocks(head)
+    if not 0 <= count <= len(residual):
+        raise ValueError(f"model.backbone.head_skip must lie in [0, {len(residual)}] (the head's residual blocks), "
+                         f"got {count}")
+    dropped = {id(b) for b in residual[len(residual) - count:]}
+    for i, stage in enumerate(head):
+        head[i] = nn.Sequential(*(b for b in stage if id(b) not in dropped))
+
+
 def _fold_frozen_batchnorm(stage: nn.Module) -> None:
     """Each frozen conv and the frozen BatchNorm after it become one conv with a bias: the same
     function without the two elementwise passes (a fifth of a CPU step when measured)."""
@@ -85,7 +103,7 @@ class Backbone(nn.Module):
     """A timm model as `trunk(images) -> (res3, res4)` and `res5(pooled rois) -> features`."""
 
     def __init__(self, name: str, weights: str = "imagenet", freeze_at: str = "2", head_stride: int = 2,
-                 freeze_head: bool = False):  # fmt: skip
+                 freeze_head: bool = False, head_skip: int = 0):  # fmt: skip
         super().__init__()
         import timm  # a heavy import; only where a model is built
 
@@ -98,6 +116,7 @@ class Backbone(nn.Module):
         self.stem, self.res2, self.res3, self.res4 = (_sequential(model, p) for p in (stem, res2, res3, res4))
         self.head = _sequential(model, head)
         _set_head_stride(self.head, head_stride)
+        _skip_head_blocks(self.head, head_skip)
         info = {f["reduction"]: f["num_chs"] for f in model.feature_info}
         self.channels = {"res3": info[8], "res4": info[16], "res5": info[32]}
         self.strides = {"res3": 8, "res4": 16}

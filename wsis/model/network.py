@@ -50,7 +50,7 @@ class CommunityNet(nn.Module):
         super().__init__()
         self.cfg, self.num_classes = cfg, num_classes
         b = cfg.backbone
-        self.backbone = Backbone(b.name, b.weights, b.freeze_at, cfg.res5_stride, b.freeze_head)
+        self.backbone = Backbone(b.name, b.weights, b.freeze_at, cfg.res5_stride, b.freeze_head, b.head_skip)
         ch = self.backbone.channels
         self.detector = DetectionHead(ch["res5"], num_classes, cfg.refine_branches, cfg.regressor, cfg.regressor_dim,
                                       cfg.fc_std)  # fmt: skip
