@@ -100,6 +100,8 @@ def test_head_skip_leaves_out_the_heads_last_residual_blocks(name, kept):
         torch.testing.assert_close(one.res5(x), full.res5(x))
     with pytest.raises(ValueError, match=r"model.backbone.head_skip must lie in \[0, %d\]" % len(residual)):
         Backbone(name, "none", "2", head_skip=len(residual) + 1)
+    with pytest.raises(ValueError, match="model.backbone.head_skip must be >= 0, got -1"):
+        config_lib.load(None, ["model.backbone.head_skip=-1"])  # at load, before any data is prepared
 
 
 def test_groupnorm_backbones_train_their_norms():

@@ -160,8 +160,8 @@ class DataConfig:
     min_box: float = 8.0
     max_boxes: int = 100  # proposals per image
     train_boxes: int = 0  # proposals per training image, drawn anew each time from its max_boxes; 0: all
-    # loader processes; 0 loads in the training process: on 2 cores a worker process slows the two
-    # compute threads by more than the loading costs (measured: 6% shorter CPU steps at 0)
+    # loader processes; 0 loads in the training process: on 2 cores a loader process takes CPU time
+    # from the two compute threads (README, Why these settings: a few % per iteration, the same batches)
     workers: int = 0
 
 
@@ -275,6 +275,8 @@ class Config:
             raise ValueError(f"model.head_pool must be >= 3 (a frame needs a ring of cells), got {m.head_pool}")
         if m.res5_stride not in (1, 2):
             raise ValueError(f"model.res5_stride must be 1 or 2, got {m.res5_stride}")
+        if m.backbone.head_skip < 0:  # the upper bound is the backbone's count, checked where it is built
+            raise ValueError(f"model.backbone.head_skip must be >= 0, got {m.backbone.head_skip}")
         if m.refine_branches < 1:
             raise ValueError("model.refine_branches must be at least 1")
         if self.solver.batch_size < 1 or self.solver.max_iter < 1:
