@@ -6,7 +6,7 @@ and the next run computes only what is missing.
 import os
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -19,6 +19,14 @@ def save_atomic(path: Path, array: np.ndarray) -> None:
     with open(tmp, "wb") as f:
         np.savez_compressed(f, array=array) if path.suffix == ".npz" else np.save(f, array)
     os.replace(tmp, path)  # a reader sees the old file or the whole new one
+
+
+def pool_imap(work: Callable, jobs: Sequence, processes: Optional[int] = None, initializer: Optional[Callable] = None,
+              chunksize: int = 1) -> Iterator:  # fmt: skip
+    """`work(job)` for each of `jobs`, in a spawned pool of `processes` (default: one per CPU), as they
+    finish; `work` and `initializer` must be module-level functions (they are pickled)."""
+    with get_context("spawn").Pool(processes or os.cpu_count() or 1, initializer) as pool:
+        yield from pool.imap_unordered(work, jobs, chunksize)
 
 
 def _compute_one(job):
@@ -38,6 +46,5 @@ def compute_missing(work: Callable[..., np.ndarray], jobs: Sequence[Tuple[tuple,
     for parent in {out.parent for _, _, out in todo}:
         parent.mkdir(parents=True, exist_ok=True)
     bar = Progress(len(todo), what, "img", enabled=progress)
-    with get_context("spawn").Pool(processes or os.cpu_count() or 1) as pool:
-        for done, _ in enumerate(pool.imap_unordered(_compute_one, todo), 1):
-            bar.update(done)
+    for done, _ in enumerate(pool_imap(_compute_one, todo, processes), 1):
+        bar.update(done)

@@ -13,7 +13,6 @@ import json
 import math
 import os
 from dataclasses import asdict, fields
-from multiprocessing import get_context
 from pathlib import Path
 from typing import List, Optional
 
@@ -23,6 +22,7 @@ from PIL import Image, ImageDraw
 
 from ..config import SyntheticSettings as Settings  # the generator's knobs live in the config
 from ..progress import Progress
+from .cache import pool_imap
 from .palette import write_indexed_png
 from .voc import VOID, masks_to_boxes
 
@@ -262,9 +262,8 @@ def generate(out: Path, settings: Settings, progress: bool = True, processes: Op
             _write_image(job)
             bar.update(done)
     else:
-        with get_context("spawn").Pool(processes, _one_thread) as pool:
-            for done, _ in enumerate(pool.imap_unordered(_write_image, jobs, chunksize=8), 1):
-                bar.update(done)
+        for done, _ in enumerate(pool_imap(_write_image, jobs, processes, _one_thread, chunksize=8), 1):
+            bar.update(done)
     ids = [f"syn_{index:06d}" for index in range(total)]
     for split, part in (("train", ids[: settings.num_train]), ("val", ids[settings.num_train:])):
         (out / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("".join(i + "\n" for i in part))
