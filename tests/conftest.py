@@ -24,8 +24,9 @@ def tiny_root(tmp_path_factory):
 
     root = generate(tmp_path_factory.mktemp("tiny") / "data", Settings(num_train=6, num_val=3, min_image=96,
                     max_image=128, min_object=32, max_object=64, max_instances=2), progress=False)  # fmt: skip
-    for split in ("train", "val"):
-        proposals.compute(root, split, jobs=1, progress=False)
+    for split in ("train", "val"):  # the configs' default scale, and the functions' (1)
+        for scale in {1.0, config_lib.Config().data.proposal_scale}:
+            proposals.compute(root, split, jobs=1, progress=False, scale=scale)
     return root
 
 

@@ -268,7 +268,8 @@ def test_predict_draws_the_masks_of_the_configs_postprocess(trained, tiny_root, 
     from pycocotools import mask as mask_utils
 
     model, cfg, _ = load_model(trained / "checkpoints" / "last.pt")
-    image, cached = tiny_root / "JPEGImages" / "syn_000006.jpg", proposals.cache_dir(tiny_root, cfg.data.proposal_mode)
+    image = tiny_root / "JPEGImages" / "syn_000006.jpg"
+    cached = proposals.cache_dir(tiny_root, cfg.data.proposal_mode, cfg.data.proposal_scale)
     data = InferenceDataset(tiny_root, "val", cfg.data, *views_of(cfg))
     index = data.data.image_ids.index("syn_000006")
     own = Predictor(model, cfg.test, torch.device("cpu"))(data[index], data.data.image_size("syn_000006"))

@@ -15,8 +15,8 @@ pytest.importorskip("cv2", reason="opencv-contrib-python-headless is not install
 def root(tmp_path_factory):
     r = generate(tmp_path_factory.mktemp("ld") / "d", Settings(num_train=4, num_val=2, min_image=96, max_image=128,
                  min_object=24, max_object=60), progress=False)  # fmt: skip
-    P.compute(r, "train", jobs=1, progress=False)
-    P.compute(r, "val", jobs=1, progress=False)
+    for split in ("train", "val"):
+        P.compute(r, split, jobs=1, progress=False, scale=DataConfig().proposal_scale)
     return r
 
 

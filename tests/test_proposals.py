@@ -46,19 +46,60 @@ def test_compute_caches_and_resumes(small):
         P.load(small, "syn_999999")
 
 
-@pytest.mark.parametrize("mode", ["fast", "single"])
-def test_proposals_cover_the_objects(small, mode):
+@pytest.mark.parametrize("mode, scale", [("fast", 1.0), ("single", 1.0), ("fast", 0.55)])
+def test_proposals_cover_the_objects(small, mode, scale):
     """Best-IoU recall at 0.5 of the first 100 filtered proposals over the synthetic val instances."""
-    P.compute(small, "val", mode, jobs=2, progress=False)
+    P.compute(small, "val", mode, jobs=2, progress=False, scale=scale)
     data = VOCDataset(small, "val")
     hits = total = 0
     for image_id in data.image_ids:
         inst = data.instances(image_id)
         h, w = inst.void.shape
-        boxes = torch.from_numpy(P.filter_boxes(P.load(small, image_id, mode), h, w, max_boxes=100))
+        boxes = torch.from_numpy(P.filter_boxes(P.load(small, image_id, mode, scale), h, w, max_boxes=100))
         hits += int((W.box_iou(inst.boxes, boxes).max(1).values >= 0.5).sum())
         total += len(inst.boxes)
     assert hits / total >= 0.8, hits / total
+
+
+def test_a_scale_runs_on_the_resized_image_and_keeps_the_stored_pixels(small, monkeypatch):
+    import cv2
+
+    val = VOCDataset(small, "val")
+    path = val.image_path(val.image_ids[0])
+    height, width = cv2.imread(str(path)).shape[:2]
+    seen = []
+    resize = cv2.resize
+    monkeypatch.setattr(cv2, "resize", lambda image, size, **kw: seen.append(size) or resize(image, size, **kw))
+    boxes = P.selective_search(path, "fast", 0.55)
+    assert seen == [(round(width * 0.55), round(height * 0.55))]
+    full = P.selective_search(path, "fast")
+    assert len(boxes) and boxes.dtype == np.float32 and boxes.shape[1] == 4
+    # in the stored image's pixels: the boxes span it, as the full-size ones do, and differ from them
+    assert boxes[:, 2].max() == pytest.approx(width, abs=2) and boxes[:, 3].max() == pytest.approx(height, abs=2)
+    assert boxes.min() >= 0 and boxes[:, 2].max() <= width + 1e-3 and boxes[:, 3].max() <= height + 1e-3
+    assert len(boxes) != len(full) or not np.array_equal(boxes, full)
+    np.testing.assert_array_equal(P.selective_search(path, "fast", 0.55), boxes)  # a function of image, mode, scale
+
+
+def test_each_scale_has_its_own_cache(small):
+    full, half = P.compute(small, "val", jobs=1, progress=False), P.compute(small, "val", jobs=1, progress=False, scale=0.5)
+    assert full.name == "selective_search_fast" and half.name == "selective_search_fast_x0.5"
+    image_id = VOCDataset(small, "val").image_ids[0]
+    assert P.cache_path(small, image_id, "fast", 0.5).parent == half
+    val = VOCDataset(small, "val")
+    np.testing.assert_array_equal(P.load(small, image_id, "fast", 0.5), P.selective_search(val.image_path(image_id), "fast", 0.5))
+    with pytest.raises(FileNotFoundError, match="syn_999999"):
+        P.load(small, "syn_999999", "fast", 0.5)
+
+
+@pytest.mark.parametrize("scale", [0, -1, 5, float("nan")])
+def test_a_bad_scale_is_named(scale):
+    from wsis import config as config_lib
+
+    with pytest.raises(ValueError, match="data.proposal_scale"):
+        config_lib.load(None, [f"data.proposal_scale={scale}"])
+    with pytest.raises(ValueError, match="data.proposal_scale"):
+        P.selective_search("unused.png", "fast", scale)
 
 
 def test_load_mat_converts_coordinates_and_checks_the_image_list(tmp_path):

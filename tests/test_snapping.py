@@ -98,7 +98,7 @@ def test_training_samples_carry_cached_segments_resized_and_flipped(tmp_path):
     pytest.importorskip("cv2", reason="opencv-contrib-python-headless is not installed")
     root = generate(tmp_path / "d", Settings(num_train=2, num_val=1, min_image=96, max_image=128, min_object=24,
                                              max_object=60), progress=False)  # fmt: skip
-    proposals.compute(root, "train", jobs=1, progress=False)
+    proposals.compute(root, "train", jobs=1, progress=False, scale=DataConfig().proposal_scale)
     with pytest.raises(FileNotFoundError, match="no graph segments"):
         TrainDataset(root, DataConfig(scales=(64,), flip=False), seed=0, segments=True)[0, 0]
     segments_lib.compute(root, "train", jobs=1, progress=False)

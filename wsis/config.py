@@ -157,6 +157,10 @@ class DataConfig:
     max_size: int = 800
     flip: bool = True
     proposal_mode: str = "fast"  # Selective Search mode: fast, quality or single
+    # Selective Search on the image resized by this (boxes mapped back). On the synthetic set 0.55 found
+    # more objects in the first 100 boxes than 1 (the full size), in a quarter of the time (README, Why
+    # these settings); the VOC config keeps 1
+    proposal_scale: float = 0.55
     min_box: float = 8.0
     max_boxes: int = 100  # proposals per image
     train_boxes: int = 0  # proposals per training image, drawn anew each time from its max_boxes; 0: all
@@ -283,10 +287,11 @@ class Config:
             raise ValueError("solver.batch_size and solver.max_iter must be positive")
         if self.solver.eval_period < 0:
             raise ValueError(f"solver.eval_period must be >= 0, got {self.solver.eval_period}")
-        from .data.proposals import MODES  # here: the data package imports this module
+        from .data.proposals import MODES, check_scale  # here: the data package imports this module
 
         if self.data.proposal_mode not in MODES:
             raise ValueError(f"data.proposal_mode must be one of {MODES}, got {self.data.proposal_mode!r}")
+        check_scale(self.data.proposal_scale)
         if self.data.train_boxes < 0:
             raise ValueError(f"data.train_boxes must be >= 0 (0: every proposal), got {self.data.train_boxes}")
         if not self.data.scales:

@@ -66,7 +66,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             root = args.data or Path(cfg.data.root or synthetic_root(cfg.data))
             out = args.out or args.checkpoint.parent.parent / f"eval_{Path(args.split).stem}"
             if args.oracle_boxes:
-                proposals.compute(root, args.split, cfg.data.proposal_mode)
+                proposals.compute(root, args.split, cfg.data.proposal_mode, scale=cfg.data.proposal_scale)
                 m = oracle_box_metrics(model, cfg, root, args.split, next(model.parameters()).device)
                 out.mkdir(parents=True, exist_ok=True)
                 (out / "oracle_boxes.json").write_text(json.dumps(m, indent=1) + "\n")
@@ -76,7 +76,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             corloc_split = args.corloc_split if args.corloc_split is not None else cfg.test.corloc_split
             corloc_split = None if corloc_split in ("none", "") else corloc_split
             for split in {args.split, corloc_split} - {None}:
-                proposals.compute(root, split, cfg.data.proposal_mode)
+                proposals.compute(root, split, cfg.data.proposal_mode, scale=cfg.data.proposal_scale)
             post = args.postprocess or cfg.test.postprocess
             check_postprocess(post)
             m, dets, data = evaluate_model(model, cfg, root, args.split, corloc_split, next(model.parameters()).device, post)

@@ -88,7 +88,10 @@ def main(argv: Optional[List[str]] = None) -> None:
             failed += 1
             continue
         cached = args.proposals / f"{path.stem}.npy" if args.proposals else None
-        boxes = np.load(cached) if cached is not None and cached.is_file() else proposals_lib.selective_search(path, cfg.data.proposal_mode)
+        if cached is not None and cached.is_file():
+            boxes = np.load(cached)
+        else:
+            boxes = proposals_lib.selective_search(path, cfg.data.proposal_mode, cfg.data.proposal_scale)
         boxes = proposals_lib.filter_boxes(boxes, image.height, image.width, cfg.data.min_box, cfg.data.max_boxes)
         if len(boxes) == 0:
             print(f"skipped {path}: no proposals", file=sys.stderr)

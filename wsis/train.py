@@ -99,9 +99,10 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
             say(f"run folder: {run.root.resolve()}  (device {device}, {world.size} process{'es' if world.size > 1 else ''})")
             record_environment(run, cfg, device, resume is not None, say)
             root = prepare(cfg.data, [cfg.data.train_split] + ([cfg.data.val_split] if cfg.evaluate else []))
-            train_data = scan(root, cfg.data.train_split, cfg.data.proposal_mode, cfg.data.min_box)  # bad files stop here
+            d = cfg.data
+            train_data = scan(root, d.train_split, d.proposal_mode, d.min_box, scale=d.proposal_scale)  # bad files stop here
             if cfg.evaluate:  # and those that would stop the evaluation at the end
-                scan(root, cfg.data.val_split, cfg.data.proposal_mode, cfg.data.min_box, ground_truth=True)
+                scan(root, d.val_split, d.proposal_mode, d.min_box, ground_truth=True, scale=d.proposal_scale)
             if cfg.model.snap_pseudo_masks:  # once the images are known to decode
                 segments.compute(root, cfg.data.train_split)
             if cfg.evaluate and cfg.test.postprocess == "segments":  # computed in the pool, read by the evaluation

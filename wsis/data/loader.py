@@ -73,8 +73,9 @@ class _ProposalImages(torch.utils.data.Dataset):
     def _load(self, index: int):
         image_id = self.data.image_ids[index]
         image = _read_rgb(self.data.image_path(image_id))
-        boxes = proposals.filter_boxes(proposals.load(self.root, image_id, self.cfg.proposal_mode), image.height,
-                                       image.width, self.cfg.min_box, self.cfg.max_boxes)  # fmt: skip
+        cfg = self.cfg
+        boxes = proposals.filter_boxes(proposals.load(self.root, image_id, cfg.proposal_mode, cfg.proposal_scale),
+                                       image.height, image.width, cfg.min_box, cfg.max_boxes)  # fmt: skip
         return image_id, image, boxes, self.data.labels(image_id)
 
 

@@ -26,5 +26,5 @@ def prepare(cfg: DataConfig, splits: Sequence[str], progress: bool = True) -> Pa
     else:
         root = synthetic.generate(synthetic_root(cfg), cfg.synthetic, progress=progress)
     for split in splits:
-        proposals.compute(root, split, cfg.proposal_mode, progress=progress)
+        proposals.compute(root, split, cfg.proposal_mode, progress=progress, scale=cfg.proposal_scale)
     return root

@@ -65,13 +65,13 @@ def _check_proposals(path: Path, width: int, height: int, min_box: float) -> Opt
 
 
 def scan(root: Path, split: str, mode: str = "fast", min_box: float = 8, progress: bool = True,
-         ground_truth: bool = False):
+         ground_truth: bool = False, scale: float = 1.0):
     """Raises BadData naming every unusable image, annotation or proposals file of `split`, and
     with `ground_truth` every unreadable instance mask; returns the split's reader (for training,
     or with `ground_truth` for evaluation)."""
     data = open_split(root, split, training=not ground_truth)
-    folder = proposals.cache_dir(root, mode)
-    files = [f for i in data.image_ids for f in data.files(i, ground_truth) + [proposals.cache_path(root, i, mode)]]
+    folder = proposals.cache_dir(root, mode, scale)
+    files = [f for i in data.image_ids for f in data.files(i, ground_truth) + [proposals.cache_path(root, i, mode, scale)]]
     stamp = folder / f".scan-{hashlib.sha1(f'{split}{ground_truth}'.encode()).hexdigest()[:12]}.json"
     key = {"split": str(split), "ground_truth": ground_truth, "fingerprint": _fingerprint(files), "min_box": min_box}
     try:
@@ -82,7 +82,7 @@ def scan(root: Path, split: str, mode: str = "fast", min_box: float = 8, progres
     problems = []
     bar = Progress(len(data.image_ids), f"checking {split}", "img", enabled=progress)
     for n, image_id in enumerate(data.image_ids, 1):
-        image, npy = data.files(image_id)[0], proposals.cache_path(root, image_id, mode)
+        image, npy = data.files(image_id)[0], proposals.cache_path(root, image_id, mode, scale)
         try:
             width, height = _check_image(image)
         except (OSError, ValueError, SyntaxError) as e:  # missing, truncated or not an image
@@ -93,7 +93,8 @@ def scan(root: Path, split: str, mode: str = "fast", min_box: float = 8, progres
         except (OSError, ValueError) as e:  # the messages name the file
             problems.append(str(e))
         if not npy.is_file():
-            problems.append(f"{npy}: missing (run python -m wsis.data.proposals --root {root} --split {split})")
+            how = (f" --mode {mode}" if mode != "fast" else "") + (f" --scale {scale:g}" if scale != 1 else "")
+            problems.append(f"{npy}: missing (run python -m wsis.data.proposals --root {root} --split {split}{how})")
         elif width is not None:
             why = _check_proposals(npy, width, height, min_box)
             if why:
