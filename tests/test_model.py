@@ -437,3 +437,6 @@ def test_native_bf16_is_read_from_the_cpu_flags(flags, native, tmp_path):
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: A CPU\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
     assert precision.cpu_has_native_bf16(str(cpuinfo)) is native
     assert precision.cpu_has_native_bf16(str(tmp_path / "absent")) is False
+    # the one reader of cpuinfo, which the run's environment record uses for the CPU's name too
+    assert precision.cpuinfo_field("model name", str(cpuinfo)) == "A CPU"
+    assert precision.cpuinfo_field("microcode", str(cpuinfo)) is None

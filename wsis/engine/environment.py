@@ -13,7 +13,7 @@ import torch
 
 import wsis
 
-from ..model.precision import cpu_has_native_bf16
+from ..model.precision import cpu_has_native_bf16, cpuinfo_field
 from . import allocator
 
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "opencv", "pycocotools")
@@ -44,13 +44,7 @@ def _git(*args: str) -> Optional[str]:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def _c_build() -> Dict[str, Any]:

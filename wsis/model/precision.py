@@ -7,24 +7,31 @@ float32 ones; CPUs without the instructions would emulate it, unmeasured, so `au
 """
 import functools
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 _NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
 
 
+def cpuinfo_field(name: str, cpuinfo: str = "/proc/cpuinfo") -> Optional[str]:
+    """The first CPU's `name` field in Linux's `cpuinfo` (`flags`, `model name`); None where there is none."""
+    try:
+        lines = Path(cpuinfo).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == name:
+            return value.strip()
+    return None
+
+
 @functools.lru_cache(maxsize=None)
 def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether the CPU has bfloat16 dot-product instructions (x86's AVX512-BF16 or AMX-BF16), read from
     Linux's `cpuinfo`; False where it cannot be read."""
-    try:
-        lines = Path(cpuinfo).read_text().splitlines()
-    except OSError:
-        return False
-    for line in lines:
-        if line.startswith("flags"):
-            return bool(_NATIVE_BF16_FLAGS & set(line.split(":", 1)[1].split()))
-    return False
+    return bool(_NATIVE_BF16_FLAGS & set((cpuinfo_field("flags", cpuinfo) or "").split()))
 
 
 def frame_in_bf16(setting: str, device: torch.device) -> bool:
