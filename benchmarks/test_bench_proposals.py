@@ -23,5 +23,6 @@ def test_selective_search_one_image(image, scale, benchmark):
 
     benchmark.group = "Selective Search fast, one synthetic image (192-288 px), one thread"
     cv2.setNumThreads(1)  # as in the pool that computes a split
-    boxes = benchmark.pedantic(proposals.selective_search, (image, "fast", scale), rounds=5, iterations=1, warmup_rounds=1)
+    boxes = benchmark.pedantic(proposals.selective_search, (image, "fast", scale), rounds=5, iterations=1,
+                               warmup_rounds=1)  # fmt: skip
     assert len(boxes) > 0

@@ -82,12 +82,14 @@ def test_a_scale_runs_on_the_resized_image_and_keeps_the_stored_pixels(small, mo
 
 
 def test_each_scale_has_its_own_cache(small):
-    full, half = P.compute(small, "val", jobs=1, progress=False), P.compute(small, "val", jobs=1, progress=False, scale=0.5)
+    full = P.compute(small, "val", jobs=1, progress=False)
+    half = P.compute(small, "val", jobs=1, progress=False, scale=0.5)
     assert full.name == "selective_search_fast" and half.name == "selective_search_fast_x0.5"
-    image_id = VOCDataset(small, "val").image_ids[0]
-    assert P.cache_path(small, image_id, "fast", 0.5).parent == half
     val = VOCDataset(small, "val")
-    np.testing.assert_array_equal(P.load(small, image_id, "fast", 0.5), P.selective_search(val.image_path(image_id), "fast", 0.5))
+    image_id = val.image_ids[0]
+    assert P.cache_path(small, image_id, "fast", 0.5).parent == half
+    expected = P.selective_search(val.image_path(image_id), "fast", 0.5)
+    np.testing.assert_array_equal(P.load(small, image_id, "fast", 0.5), expected)
     with pytest.raises(FileNotFoundError, match="syn_999999"):
         P.load(small, "syn_999999", "fast", 0.5)
 

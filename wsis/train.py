@@ -100,7 +100,8 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
             record_environment(run, cfg, device, resume is not None, say)
             root = prepare(cfg.data, [cfg.data.train_split] + ([cfg.data.val_split] if cfg.evaluate else []))
             d = cfg.data
-            train_data = scan(root, d.train_split, d.proposal_mode, d.min_box, scale=d.proposal_scale)  # bad files stop here
+            # bad files stop here
+            train_data = scan(root, d.train_split, d.proposal_mode, d.min_box, scale=d.proposal_scale)
             if cfg.evaluate:  # and those that would stop the evaluation at the end
                 scan(root, d.val_split, d.proposal_mode, d.min_box, ground_truth=True, scale=d.proposal_scale)
             if cfg.model.snap_pseudo_masks:  # once the images are known to decode

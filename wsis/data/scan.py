@@ -71,7 +71,8 @@ def scan(root: Path, split: str, mode: str = "fast", min_box: float = 8, progres
     or with `ground_truth` for evaluation)."""
     data = open_split(root, split, training=not ground_truth)
     folder = proposals.cache_dir(root, mode, scale)
-    files = [f for i in data.image_ids for f in data.files(i, ground_truth) + [proposals.cache_path(root, i, mode, scale)]]
+    boxes = [proposals.cache_path(root, i, mode, scale) for i in data.image_ids]
+    files = [f for i, npy in zip(data.image_ids, boxes) for f in data.files(i, ground_truth) + [npy]]
     stamp = folder / f".scan-{hashlib.sha1(f'{split}{ground_truth}'.encode()).hexdigest()[:12]}.json"
     key = {"split": str(split), "ground_truth": ground_truth, "fingerprint": _fingerprint(files), "min_box": min_box}
     try:
