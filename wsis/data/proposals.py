@@ -15,7 +15,7 @@ boxes than the full size did, in about a quarter of the time (README, Why these 
 OpenCV ranks the regions with `level * rand()`, the C library's generator, which is global to the
 process: unseeded, the order (and so which boxes survive `max_boxes`) depends on what the process
 computed before. `selective_search` reseeds it before every image, so the boxes of an image are a
-function of the image and the mode alone, whichever worker computes them. A folder written before
+function of the image, the mode and the scale alone, whichever worker computes them. A folder written before
 that (it has no `ORDER_STAMP`) holds the same boxes in an order drawn when it was computed. `load_mat` reads the precomputed Selective Search `.mat`
 files of Fast R-CNN / OICR / PCL.
 """
