@@ -71,8 +71,8 @@ def scan(root: Path, split: str, mode: str = "fast", min_box: float = 8, progres
     or with `ground_truth` for evaluation)."""
     data = open_split(root, split, training=not ground_truth)
     folder = proposals.cache_dir(root, mode, scale)
-    boxes = [proposals.cache_path(root, i, mode, scale) for i in data.image_ids]
-    files = [f for i, npy in zip(data.image_ids, boxes) for f in data.files(i, ground_truth) + [npy]]
+    npys = [proposals.cache_path(root, i, mode, scale) for i in data.image_ids]
+    files = [f for i, npy in zip(data.image_ids, npys) for f in data.files(i, ground_truth) + [npy]]
     stamp = folder / f".scan-{hashlib.sha1(f'{split}{ground_truth}'.encode()).hexdigest()[:12]}.json"
     key = {"split": str(split), "ground_truth": ground_truth, "fingerprint": _fingerprint(files), "min_box": min_box}
     try:
@@ -82,8 +82,8 @@ def scan(root: Path, split: str, mode: str = "fast", min_box: float = 8, progres
         pass
     problems = []
     bar = Progress(len(data.image_ids), f"checking {split}", "img", enabled=progress)
-    for n, image_id in enumerate(data.image_ids, 1):
-        image, npy = data.files(image_id)[0], proposals.cache_path(root, image_id, mode, scale)
+    for n, (image_id, npy) in enumerate(zip(data.image_ids, npys), 1):
+        image = data.files(image_id)[0]
         try:
             width, height = _check_image(image)
         except (OSError, ValueError, SyntaxError) as e:  # missing, truncated or not an image
