@@ -51,9 +51,11 @@ def test_kept_memory_is_reused_without_page_faults():
     assert "mmap threshold 32 MiB" in " ".join(said)
     # The step's largest tensors stay in the heap, free for the next step, rather than going back to the OS.
     assert int(free) >= LARGEST
-    # So the steps after warm-up fault in little of them. Whether glibc's defaults fault them in again
+    # So the steps after warm-up fault in less than one step's largest tensors in all four; glibc's defaults
+    # fault them in again each step here (about 88k faults in four). The heap may still grow once after
+    # warm-up (CI's lean torch: 6,144 faults, one 24 MiB tensor). Whether the defaults fault them in again
     # depends on the machine (its heap layout, transparent huge pages), so only the kept run is bounded.
-    assert int(faults) < LARGEST // 4096 // 4
+    assert int(faults) < LARGEST // 4096
 
 
 @needs_glibc
