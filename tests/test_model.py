@@ -409,6 +409,24 @@ def test_contrastive_det_logits_are_the_box_minus_its_frame(pool, inner):
     assert model.detector.midn_det.bias.grad.abs().max() < 1e-6
 
 
+@pytest.mark.parametrize("pool", [1, 2])
+def test_a_pool_too_small_for_a_frame_trains_without_one(pool):
+    with pytest.raises(ValueError, match=r"model\.head_pool must be >= 3 with model\.context_frame"):
+        config_lib.load(None, [f"model.head_pool={pool}"])
+    model, cfg = tiny("model.context_frame=0", f"model.head_pool={pool}")
+    images, rois, counts, labels = batch()
+    loss, _ = model(images, rois, counts, labels, torch.Generator().manual_seed(0))
+    sum(loss.values()).backward()
+    assert all(torch.isfinite(value) for value in loss.values())
+    assert model.detector.midn_det.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        res3, res4 = model.features(images)
+        scores, boxes = model.detect(res4, rois)
+        maps = model.mask_maps(res3, res4, rois, scores.argmax(1))
+    assert scores.shape == (len(rois), C) and boxes.shape[0] == len(rois)
+    assert maps.shape == (len(rois), cfg.mask_size, cfg.mask_size) and torch.isfinite(maps).all()
+
+
 def test_the_frame_pass_in_bfloat16_rounds_the_float32_features():
     """model.frame_dtype=bfloat16: the same frame features within bfloat16's rounding, in the model's dtype."""
     images, rois, _, _ = batch()

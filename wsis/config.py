@@ -275,8 +275,9 @@ class Config:
         if m.pairwise_weight < 0 or not 0 < m.pairwise_tau <= 1:
             raise ValueError(f"model.pairwise_weight must be >= 0 and model.pairwise_tau in (0, 1], got "
                              f"{m.pairwise_weight} and {m.pairwise_tau}")  # fmt: skip
-        if m.head_pool < 3:
-            raise ValueError(f"model.head_pool must be >= 3 (a frame needs a ring of cells), got {m.head_pool}")
+        if m.head_pool < (3 if m.context_frame else 1):  # a frame needs a ring of cells round the box's
+            raise ValueError(f"model.head_pool must be >= 3 with model.context_frame (a frame needs a ring of "
+                             f"cells) and >= 1 without, got {m.head_pool}")  # fmt: skip
         if m.res5_stride not in (1, 2):
             raise ValueError(f"model.res5_stride must be 1 or 2, got {m.res5_stride}")
         if m.backbone.head_skip < 0:  # the upper bound is the backbone's count, checked where it is built
