@@ -275,7 +275,7 @@ class Config:
         if m.pairwise_weight < 0 or not 0 < m.pairwise_tau <= 1:
             raise ValueError(f"model.pairwise_weight must be >= 0 and model.pairwise_tau in (0, 1], got "
                              f"{m.pairwise_weight} and {m.pairwise_tau}")  # fmt: skip
-        if m.head_pool < (3 if m.context_frame else 1):  # a frame needs a ring of cells round the box's
+        if m.head_pool < (3 if m.context_frame else 1):  # the frame is the ring of cells round the box
             raise ValueError(f"model.head_pool must be >= 3 with model.context_frame (a frame needs a ring of "
                              f"cells) and >= 1 without, got {m.head_pool}")  # fmt: skip
         if m.res5_stride not in (1, 2):
