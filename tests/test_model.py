@@ -377,7 +377,8 @@ def test_segment_regression_targets_train():
 
 def test_frame_mask_zeroes_the_cells_inside_the_box():
     assert torch.equal(frame_mask(7, 1.8), 1 - torch.nn.functional.pad(torch.ones(3, 3), (2, 2, 2, 2)))
-    assert torch.equal(frame_mask(7, 1.2), 1 - torch.nn.functional.pad(torch.ones(5, 5), (1, 1, 1, 1)))
+    ring = 1 - torch.nn.functional.pad(torch.ones(5, 5), (1, 1, 1, 1))  # the grid's outer ring alone
+    assert torch.equal(frame_mask(7, 1.2), ring) and torch.equal(frame_mask(7, 1.5), ring)
     assert frame_mask(7, 100.0).sum() == 48  # only the centre cell
 
 
