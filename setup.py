@@ -20,7 +20,7 @@ try:
 except ImportError:  # --no-build-isolation without torch installed
     sys.exit(
         "wsis: torch is not importable in this build environment. With --no-build-isolation, install "
-        "torch first; or drop the flag and pip builds against the torch it installs (see README.md)."
+        "torch first; or drop the flag and pip builds against the torch it installs (see docs/INSTALL.md)."
     )
 
 ROOT = os.path.dirname(os.path.abspath(__file__))

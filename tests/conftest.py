@@ -7,8 +7,8 @@ from PIL import Image
 from wsis import config as config_lib
 from wsis.data.palette import write_indexed_png
 
-# Every model is a timm backbone; the lean CPU-only torch has no timm (README, Set up).
-NO_TIMM = "timm is not installed (the lean CPU-only torch, see README: Set up): no model to build"
+# Every model is a timm backbone; the lean CPU-only torch has no timm (docs/INSTALL.md).
+NO_TIMM = "timm is not installed (the lean CPU-only torch, see docs/INSTALL.md): no model to build"
 
 
 def needs_timm():

@@ -55,9 +55,12 @@ def batch(seed=0, n=(7, 5)):
 def by_hand(model, cfg, rois, counts, labels, out):
     """Eq.3-9 written out with plain loops over the model's raw outputs."""
     total = {"cls": 0.0, "refine": 0.0, "reg": 0.0}
-    if cfg.pseudo_seeds == "mist":  # the op itself is checked against loops in test_oicr_assign.py
+    if cfg.pseudo_seeds == "mist":  # the ops themselves are checked against loops in test_oicr_assign.py
         def assign(b, s, y):
             return W.multi_seed_assign(b, s, y, cfg.fg_thresh, cfg.bg_thresh, cfg.seed_top, cfg.seed_nms)
+    elif cfg.pseudo_seeds == "pcl":
+        def assign(b, s, y):
+            return W.cluster_seed_assign(b, s, y, cfg.fg_thresh, cfg.bg_thresh, cfg.seed_top, cfg.seed_graph_iou)
     else:
         assign = ref.oicr_assign
     start = 0
@@ -128,7 +131,8 @@ def by_hand(model, cfg, rois, counts, labels, out):
                                       "model.context_frame=0"),  # as printed
                                      ("model.snap_pseudo_masks=true",),  # the CPU default
                                      ("model.snap_pseudo_masks=true", "model.snap_superpixel_iou=1.0"),  # superpixels wherever they cover
-                                     ("model.pseudo_seeds=mist", "model.seed_top=0.5")])  # several seeds per class
+                                     ("model.pseudo_seeds=mist", "model.seed_top=0.5"),  # several seeds per class
+                                     ("model.pseudo_seeds=pcl", "model.seed_top=0.5")])  # a cluster centre per class
 def test_losses_match_a_hand_computation_of_eq3_to_eq9(options):
     model, cfg = tiny("model.img_loss_weight=0.3", "model.seg_loss_weight=2.0", *options)  # unequal: a swap would show
     images, rois, counts, labels = batch()
@@ -310,7 +314,8 @@ def test_pairwise_term_trains_the_segmentation_head_only():
 
 
 @pytest.mark.parametrize("override", ["model.seg_channels=some", "model.reg_norm=none", "model.pairwise_weight=-1",
-                                      "model.pairwise_tau=0", "model.pseudo_seeds=pcl", "model.seed_top=0",
+                                      "model.pairwise_tau=0", "model.pseudo_seeds=kmeans", "model.seed_top=0",
+                                      "model.seed_graph_iou=1",
                                       "model.reg_target=box", "model.context_frame=0.5",
                                       "model.frame_dtype=half", "model.head_pool=2",
                                       "data.train_boxes=-1"])  # fmt: skip

@@ -1,5 +1,5 @@
 """NaN and infinite numbers in every op that takes boxes: a defined result, the same on every
-backend and in the references (README, "Bad numbers").
+backend and in the references (docs/OPS.md, "Bad numbers").
 
 - nms, batched_nms: a NaN score is never kept and suppresses nothing; +-inf are ordinary scores.
   multiclass_nms keeps only scores above `score_threshold`, which a NaN never is.

@@ -157,3 +157,72 @@ def test_multi_seed_assign_empty_and_errors(device):
         W.multi_seed_assign(boxes, scores, torch.tensor([0, 0], device=device))
     with pytest.raises(ValueError, match="image_labels"):
         W.multi_seed_assign(boxes, scores, torch.tensor([1], device=device))
+
+
+def _iou(p, q):
+    ix = max(0.0, min(p[2], q[2]) - max(p[0], q[0]))
+    iy = max(0.0, min(p[3], q[3]) - max(p[1], q[1]))
+    union = (p[2] - p[0]) * (p[3] - p[1]) + (q[2] - q[0]) * (q[3] - q[1]) - ix * iy
+    return ix * iy / union if union > 0 else 0.0
+
+
+def _cluster_seed_loops(boxes, scores, image_labels, fg_thresh, bg_thresh, top, graph_iou):
+    """cluster_seed_assign written out with loops over Python lists."""
+    b, s = boxes.tolist(), scores.tolist()
+    r = len(b)
+    seeds = []  # (row, class, weight), classes ascending
+    for c in [c for c in range(len(image_labels)) if image_labels[c] == 1]:
+        order = sorted(range(r), key=lambda i: (-s[i][c], i))[:top]
+        links = [[j for j in order if j == i or _iou(b[i], b[j]) > graph_iou] for i in order]
+        best = max(range(len(order)), key=lambda k: (len(links[k]), -k))  # most links, then the higher score
+        seeds.append((order[best], c, max(s[j][c] for j in links[best])))
+    out = []
+    for i in range(r):
+        ious = [_iou(b[i], b[row]) for row, _, _ in seeds]
+        best = max(ious)
+        row, c, w = seeds[ious.index(best)]
+        out.append((c + 1 if best >= fg_thresh else 0, 0.0 if best < bg_thresh else w, row, best))
+    return [list(x) for x in zip(*out)]
+
+
+def test_cluster_seed_assign_picks_the_whole_over_a_high_scoring_part(device):
+    # a ring's box, three near-copies of it, and its hole (a quarter of its area) scoring highest
+    boxes = torch.tensor([[0, 0, 40, 40], [1, 0, 40, 41], [0, 1, 41, 40], [2, 2, 40, 40], [10, 10, 30, 30],
+                          [60, 60, 70, 70.0]], device=device)  # fmt: skip
+    scores = torch.tensor([[0.5], [0.4], [0.45], [0.3], [0.9], [0.05]], device=device)
+    y = torch.ones(1, device=device)
+    assert W.oicr_assign(boxes, scores, y)[2][0].item() == 4  # OICR's seed: the hole
+    labels, weights, seeds, ious = W.cluster_seed_assign(boxes, scores, y, top=5 / 6)
+    assert seeds.tolist() == [0] * 6  # the centre: row 0 overlaps rows 0-3 (the hole at IoU 0.25 < 0.4)
+    assert labels.tolist() == [1, 1, 1, 1, 0, 0]
+    assert weights[:4].tolist() == pytest.approx([0.5] * 4)  # the best score among its cluster
+    assert weights[4].item() == pytest.approx(0.5) and weights[5].item() == 0.0  # IoU 0.25: kept as background
+    _assert_same(W.cluster_seed_assign(boxes, scores, y, top=1 / 6), W.oicr_assign(boxes, scores, y))  # one candidate
+
+
+@pytest.mark.parametrize("r,c,top,k", [(1, 1, 0.15, 1), (7, 3, 0.5, 4), (100, 6, 0.15, 15), (300, 20, 0.3, 90)])
+def test_cluster_seed_assign_matches_loops(device, r, c, top, k):
+    g = torch.Generator().manual_seed(r * c)
+    boxes = random_boxes(r, dtype=torch.float64, generator=g)
+    scores = torch.rand(r, c, generator=g, dtype=torch.float64)
+    labels = (torch.rand(c, generator=g) < 0.4).long()
+    labels[c // 2] = 1
+    got = W.cluster_seed_assign(boxes.to(device), scores.to(device), labels.to(device), 0.5, 0.1, top, 0.4)
+    want = _cluster_seed_loops(boxes, scores, labels.tolist(), 0.5, 0.1, k, 0.4)
+    assert got[0].tolist() == want[0] and got[2].tolist() == want[2]
+    assert got[1].tolist() == pytest.approx(want[1]) and got[3].tolist() == pytest.approx(want[3])
+
+
+def test_cluster_seed_assign_empty_and_errors(device):
+    got = W.cluster_seed_assign(torch.zeros(0, 4, device=device), torch.zeros(0, 2, device=device),
+                                torch.tensor([1, 0], device=device))  # fmt: skip
+    assert all(len(x) == 0 for x in got)
+    boxes, scores = random_boxes(5, device=device), torch.rand(5, 2, device=device)
+    with pytest.raises(ValueError, match="top"):
+        W.cluster_seed_assign(boxes, scores, torch.tensor([1, 0], device=device), top=1.5)
+    with pytest.raises(ValueError, match="no positive class"):
+        W.cluster_seed_assign(boxes, scores, torch.tensor([0, 0], device=device))
+    nan = boxes.clone()
+    nan[0, 0] = float("nan")  # a NaN box links to nothing else and overlaps no seed
+    labels, weights, _, ious = W.cluster_seed_assign(nan, scores, torch.tensor([1, 1], device=device), top=1.0)
+    assert (ious[0].item(), labels[0].item(), weights[0].item()) == (0.0, 0, 0.0)

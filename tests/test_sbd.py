@@ -56,3 +56,23 @@ def test_trainaug_split(tmp_path):
     write_trainaug(voc, sbd)
     data = VOCDataset(voc, "trainaug")
     assert data.image_ids == ids and data.labels("2008_000004")[11] == 1
+
+
+def test_trainaug_command_line(tmp_path, capsys):
+    from wsis.data import sbd as sbd_module
+
+    voc, sbd = tmp_path / "voc", tmp_path / "sbd"
+    _sbd_tree(sbd)
+    (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (voc / "ImageSets" / "Segmentation" / "train.txt").write_text("2007_000001\n")
+    (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("2008_000003\n")
+    with pytest.raises(SystemExit) as e:  # no annotations yet: a clear error, exit 1
+        sbd_module.main(["--voc", str(voc), "--sbd", str(sbd)])
+    assert e.value.code == 1 and "no annotation" in capsys.readouterr().err
+    (voc / "Annotations").mkdir()
+    for i in ("2007_000001", "2008_000002", "2008_000004"):
+        (voc / "Annotations" / f"{i}.xml").write_text("<annotation></annotation>")
+    sbd_module.main(["--voc", str(voc), "--sbd", str(sbd)])
+    assert "trainaug: 3 images listed in" in capsys.readouterr().out
+    assert (voc / "ImageSets" / "Segmentation" / "trainaug.txt").read_text().split() == [
+        "2007_000001", "2008_000002", "2008_000004"]

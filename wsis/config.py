@@ -98,29 +98,32 @@ class ModelConfig:
     bg_thresh: float = 0.1  # OICR: below this IoU a proposal is ignored
     reg_iou: float = 0.6  # regression pairs: IoU with the seed above this
     # the seeds of the pseudo-labels (refinement, IMG, regressor): OICR's one per present class
-    # ("oicr", the paper) or several ("mist": the top `seed_top` of the proposals after NMS at `seed_nms`)
+    # ("oicr", the paper), several ("mist": the top `seed_top` of the proposals after NMS at `seed_nms`),
+    # or one, the centre of the class's proposal cluster ("pcl": among the top `seed_top`, the one
+    # overlapping most of them at IoU > `seed_graph_iou`; a candidate cure for parts winning over wholes)
     pseudo_seeds: str = "oicr"
     seed_top: float = 0.15
     seed_nms: float = 0.2
+    seed_graph_iou: float = 0.4
     fg_nms: float = 0.3  # NMS among each class's foreground proposals (Sec. 3.2.1)
     fg_per_class: int = 4  # foreground proposals kept per class after NMS for IMG/seg
     bg_per_image: int = 4  # background proposals sampled per image for IMG/seg
     bg_iou: float = 0.3  # a background sample overlaps every foreground proposal below this
     fc_std: float = 0.01  # FC init N(0, fc_std^2)
     # Weights of the IMG (Eq.7) and segmentation (Eq.9) terms in Eq.2, where the paper has 1. Both
-    # reach the shared trunk; at 1 they outweigh the detector's terms there (README, Results).
+    # reach the shared trunk; at 1 they outweigh the detector's terms there (docs/ABLATIONS.md).
     img_loss_weight: float = 0.1
     seg_loss_weight: float = 0.1
     # Eq.9 over every channel of each proposal ("all", as printed) or only over the channel of its
     # pseudo class ("assigned": Sec. 3.2.3's class-specific mask, Mask R-CNN's rule). With "all" the
-    # absent classes' channels learn min-max-normalised noise and the loss stays flat (README, Results).
+    # absent classes' channels learn min-max-normalised noise and the loss stays flat (docs/ABLATIONS.md).
     seg_channels: str = "assigned"
     # BoxInst's pairwise colour term on the foreground masks S (model/pairwise.py); 0 = off, as in the paper
     pairwise_weight: float = 0.0
     pairwise_tau: float = 0.3  # a neighbour pair counts when exp(-|lab_i - lab_j| / 2) >= this
     # each foreground proposal's Eq.1 mask replaced by the image's graph segment that overlaps it best
     # (model/snapping.py; the paper's segment post-processing, used on the pseudo masks in training;
-    # not in the paper, measured in README: Results)
+    # not in the paper, measured in docs/ABLATIONS.md)
     snap_pseudo_masks: bool = True
     # ... and where that segment's IoU with the mask is below this, the finest segments it covers for
     # at least snap_superpixel_cover of their cells, as test.superpixel_iou does at test time; 0 = off
@@ -130,7 +133,7 @@ class ModelConfig:
     # box (in the whole image) with the proposal's: a box prior against a ring's hole; 0 = off
     snap_box_weight: float = 0.0
     # Eq.5's 1/|R|: over all proposals ("all", as printed: a few paired of 100 leave the loss near 1e-3)
-    # or over the paired ones ("paired"), as Fast R-CNN's box loss (README, Results)
+    # or over the paired ones ("paired"), as Fast R-CNN's box loss (docs/ABLATIONS.md)
     reg_norm: str = "paired"
     # Eq.5's target box for the proposals paired with a seed: the seed's box ("seed", the paper) or,
     # with snapping, the whole-image extent of the segment its pseudo mask snapped to ("segment"),
@@ -139,7 +142,7 @@ class ModelConfig:
     # ContextLocNet's contrastive score in MIDN: a box's detection logit minus the same layer's logit
     # on its frame (the box scaled by this factor about its centre, less the box). A part inside its
     # object (a ring's hole) has the object on its frame and loses to the whole. 0 = off (the paper);
-    # not in the paper; 1.5 against 1.8 and 2.2 measured in README: Why these settings
+    # not in the paper; 1.5 against 1.8 and 2.2 measured in docs/ABLATIONS.md
     context_frame: float = 1.5
     # the frame pass's precision (wsis.model.precision): "auto" = bfloat16 on a CPU with AVX512-BF16 or
     # AMX (twice as fast there), else the model's; "bfloat16"; "same" = the model's dtype
@@ -158,14 +161,14 @@ class DataConfig:
     flip: bool = True
     proposal_mode: str = "fast"  # Selective Search mode: fast, quality or single
     # Selective Search on the image resized by this (boxes mapped back). On the synthetic set 0.55 found
-    # more objects in the first 100 boxes than 1 (the full size), in a quarter of the time (README, Why
-    # these settings); the VOC config keeps 1
+    # more objects in the first 100 boxes than 1 (the full size), in a quarter of the time
+    # (docs/ABLATIONS.md); the VOC config keeps 1
     proposal_scale: float = 0.55
     min_box: float = 8.0
     max_boxes: int = 100  # proposals per image
     train_boxes: int = 0  # proposals per training image, drawn anew each time from its max_boxes; 0: all
     # loader processes; 0 loads in the training process: on 2 cores a loader process takes CPU time
-    # from the two compute threads (README, Why these settings: a few % per iteration, the same batches)
+    # from the two compute threads (docs/ABLATIONS.md: a few % per iteration, the same batches)
     workers: int = 0
 
 
@@ -173,7 +176,7 @@ class DataConfig:
 class SolverConfig:
     batch_size: int = 2  # images per iteration over all processes
     optimizer: str = "adamw"  # "sgd" (the paper's, with momentum) or "adamw" (from scratch on the CPU)
-    lr: float = 5e-4  # the CPU default's AdamW on the trained trunk (README, Results)
+    lr: float = 5e-4  # the CPU default's AdamW on the trained trunk (docs/ABLATIONS.md)
     momentum: float = 0.9  # sgd only
     weight_decay: float = 1e-4
     max_iter: int = 1200
@@ -191,10 +194,10 @@ class SolverConfig:
 @dataclass
 class TestConfig:
     # () = every scale of data.scales (the paper's ensemble, with the flip). The CPU default tests
-    # above its training scales: 512 gave +6.5 mAP^r@0.5 and +6.9 det mAP over 384 (README, Results)
+    # above its training scales: 512 gave +6.5 mAP^r@0.5 and +6.9 det mAP over 384 (docs/ABLATIONS.md)
     scales: Tuple[int, ...] = (512,)
     # the flipped view too (2 views): on the CPU default it added 2.3 points of mAP^r@0.5 with segments,
-    # 2.4 of det mAP and 3.3 of CorLoc (README, Results) for twice the inference
+    # 2.4 of det mAP and 3.3 of CorLoc (docs/ABLATIONS.md) for twice the inference
     flip: bool = True
     score_thresh: float = 0.01
     nms: float = 0.3
@@ -202,11 +205,11 @@ class TestConfig:
     # A detection's mask before the threshold: "mean" = Eq.10's (M + S) / 2 (the paper; the VOC
     # config), "seg" = the segmentation head's S alone, "img" = IMG's M alone; without the head
     # (model.seg=false) it is M. On the CPU default, S alone gave +6.5 mAP^r@0.5 over Eq.10 on six
-    # seeds (README, Results): IMG's map is a blob over the box, which the mean carries into the mask
+    # seeds (docs/ABLATIONS.md): IMG's map is a blob over the box, which the mean carries into the mask
     masks: str = "seg"
     # The mask is the map above this: Eq.10 thresholds at model.xi (the VOC config sets both 0.4);
     # S alone is a probability: 0.5, chosen on a held-out set, gave +11.7 mAP^r@0.5 over 0.4 on the
-    # CPU default's val set (six seeds) and -1.2 with segments (README, Results)
+    # CPU default's val set (six seeds) and -1.2 with segments (docs/ABLATIONS.md)
     mask_threshold: float = 0.5
     # CorLoc's split at the end of training: "" = the scored split (data.val_split); the paper's
     # VOC setting locates on its training images (configs/voc2012_r50.yaml sets it).
@@ -215,16 +218,16 @@ class TestConfig:
     # end of training and by python -m wsis.evaluate; the headline figures stay the model's own.
     postprocess: str = "segments"
     # After segments replace the masks, a detection whose new mask overlaps a higher-scoring one of
-    # its class above this IoU is dropped (PRM's NMS after retrieval; README, Results); 1 keeps all.
+    # its class above this IoU is dropped (PRM's NMS after retrieval; docs/ABLATIONS.md); 1 keeps all.
     postprocess_nms: float = 0.5
     # With `segments`: a mask whose best segment matches it below this IoU (an object that clutter cut
     # into pieces) takes instead the finest graph regions it covers for at least
-    # `superpixel_cover` of their area; 0 = best segment only (README, Results)
+    # `superpixel_cover` of their area; 0 = best segment only (docs/ABLATIONS.md)
     superpixel_iou: float = 0.4
     superpixel_cover: float = 0.6
     # With `segments`: the segment a mask takes is the one of highest IoU with it + this x the IoU of
     # the segment's box with the detection's (a box prior: the hole of a ring overlaps a central mask
-    # best, the ring fits the box); 0 = the paper's best overlap (README, Results)
+    # best, the ring fits the box); 0 = the paper's best overlap (docs/ABLATIONS.md)
     segment_box_weight: float = 0.5
 
 
@@ -255,9 +258,11 @@ class Config:
         check_freeze_at(m.backbone.freeze_at)
         if m.seg_channels not in ("all", "assigned"):
             raise ValueError(f"model.seg_channels must be all or assigned, got {m.seg_channels!r}")
-        if m.pseudo_seeds not in ("oicr", "mist") or not 0 < m.seed_top <= 1:
-            raise ValueError(f"model.pseudo_seeds must be oicr or mist and model.seed_top in (0, 1], got "
+        if m.pseudo_seeds not in ("oicr", "mist", "pcl") or not 0 < m.seed_top <= 1:
+            raise ValueError(f"model.pseudo_seeds must be oicr, mist or pcl and model.seed_top in (0, 1], got "
                              f"{m.pseudo_seeds!r} and {m.seed_top}")  # fmt: skip
+        if not 0 <= m.seed_graph_iou < 1:
+            raise ValueError(f"model.seed_graph_iou must be in [0, 1), got {m.seed_graph_iou}")
         if m.reg_target not in ("seed", "segment") or (m.reg_target == "segment" and not (m.snap_pseudo_masks and m.img)):
             raise ValueError(f"model.reg_target must be seed or segment (segment needs model.snap_pseudo_masks=true "
                              f"and model.img=true), got {m.reg_target!r}")  # fmt: skip

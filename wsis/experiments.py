@@ -1,20 +1,23 @@
-"""python -m wsis.experiments [--table 3 4 6] [--seeds 0 1 2] [--out experiments] [key=value ...]
+"""python -m wsis.experiments [--study tables|robustness] [--seeds ...] [--out DIR] [key=value ...]
 
-Trains and evaluates the rows of the paper's ablation tables on the data of the config (the
-synthetic set by default), for several seeds, and writes a Markdown table of mean ± standard
-deviation (`results.md`) and the raw numbers (`results.json`) into `--out`. Each run is a normal
-run folder (`<out>/runs/<row's overrides>/seed<S>`, shared by rows that are the same model);
-runs whose `metrics.json` exists are not redone and a stopped run is resumed, so an interrupted
-sweep continues where it stopped.
+Two studies on the data of the config (the synthetic set by default), each writing a Markdown table
+(`results.md`) and the raw numbers (`results.json`) into `--out`:
+- `tables` (the default; `--table 3 4 6`): the rows of the paper's ablation tables, several seeds
+  each, as mean ± standard deviation. Each run is a run folder `<out>/runs/<row's overrides>/seed<S>`,
+  shared by rows that are the same model.
+- `robustness` (`--rows full detector_only --variants bf16 fp32 --jobs N`): a grid of seeds x
+  numerical variants, and per figure the mean, the worst run and the spread; per class the worst
+  run and the runs where the class collapsed (CorLoc < 50); Table 3 on the grid (wsis.robustness).
+Runs whose `metrics.json` exists are not redone and a stopped run is resumed, so an interrupted
+study continues where it stopped.
 """
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from . import config as config_lib
-from . import train
+from . import robustness, train
 from .engine.run_folder import RunFolder
 
 # Table 3: the modules; Table 4: the IMG variants (on the full model); Table 6: the regressor.
@@ -62,26 +65,24 @@ def summarise(results: Dict[str, Dict[str, List[Dict[str, float]]]]) -> str:
     for table, rows in results.items():
         lines += [f"Table {table}", "", "| row | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
         for name, runs in rows.items():
-            cells = []
-            for col in COLUMNS:
-                v = [r[col] for r in runs]
-                mean = sum(v) / len(v)
-                sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
-                cells.append(f"{mean:.1f} ± {sd:.1f}")
+            cells = [f"{s['mean']:.1f} ± {s['sd']:.1f}" for s in (robustness.stats([r[col] for r in runs]) for col in COLUMNS)]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines += ["", f"({len(next(iter(rows.values())))} seeds a row)", ""]
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m wsis.experiments", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--table", nargs="+", default=["3", "4", "6"], choices=sorted(TABLES))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=Path("experiments"))
-    parser.add_argument("--config", type=Path, help="base config (default: the CPU default)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every run")
-    args = parser.parse_args(argv)
-    config_lib.load(args.config, args.overrides)  # fail early on a bad key
+def _command_line(args) -> str:
+    # the overrides first: after --seeds (nargs="+") they would be read as seeds
+    parts = ["python -m wsis.experiments", *args.overrides, "--study", args.study]
+    if args.study == "tables":
+        parts += ["--table", *args.table]
+    else:
+        parts += ["--rows", *args.rows, "--variants", *args.variants, "--jobs", str(args.jobs)]
+    parts += ["--seeds", *map(str, args.seeds), *(["--config", str(args.config)] if args.config else [])]
+    return " ".join(parts)
+
+
+def study_tables(args) -> str:
     results: Dict[str, Dict[str, List[Dict[str, float]]]] = {}
     for table in args.table:
         results[table] = {}
@@ -92,13 +93,53 @@ def main(argv: Optional[List[str]] = None) -> None:
             ]
             print(f"table {table} / {name}: done ({len(args.seeds)} seeds)")
     text = summarise(results)
+    _write(args, text, results)
+    return text
+
+
+def study_robustness(args) -> str:
+    runs = robustness.grid(args.out, args.rows, args.variants, args.seeds)
+    failed = robustness.train_grid(runs, args.config, args.overrides, jobs=args.jobs)
+    if failed:
+        raise SystemExit("error: these runs failed (their logs are beside their folders): " + ", ".join(r.name for r in failed))
+    summary = {
+        row: robustness.summarise_row({f"{r.variant}/seed{r.seed}": json.loads(RunFolder(r.folder).metrics.read_text())
+                                       for r in runs if r.row == row})
+        for row in args.rows
+    }  # fmt: skip
+    text = robustness.table(summary)
+    _write(args, text, summary)
+    return text
+
+
+def _write(args, text: str, results) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
-    command = "python -m wsis.experiments " + " ".join(
-        ["--table", *args.table, "--seeds", *map(str, args.seeds), *(["--config", str(args.config)] if args.config else []), *args.overrides]
-    )
+    command = _command_line(args)
     (args.out / "results.md").write_text(f"`{command}`\n\n{text}")
     (args.out / "results.json").write_text(json.dumps({"command": command, "results": results}, indent=1))
-    print(text)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m wsis.experiments", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--study", choices=["tables", "robustness"], default="tables")
+    parser.add_argument("--table", nargs="+", default=["3", "4", "6"], choices=sorted(TABLES), help="tables: which")
+    parser.add_argument("--rows", nargs="+", default=["full"], choices=list(robustness.ROWS),
+                        help="robustness: the models on the grid (Table 3's first and last rows)")
+    parser.add_argument("--variants", nargs="+", default=["bf16", "fp32"], choices=list(robustness.VARIANTS),
+                        help="robustness: the numerical variants (the frame pass in bfloat16 / float32, 1 / 2 threads)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="robustness: runs at once, the cores shared among them (two at 2 threads each on 2 cores take ~3x longer)")
+    parser.add_argument("--seeds", nargs="+", type=int, help="default: 0 1 2 (tables), 0 1 2 3 (robustness)")
+    parser.add_argument("--out", type=Path, default=Path("experiments"))
+    parser.add_argument("--config", type=Path, help="base config (default: the CPU default)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every run")
+    args = parser.parse_args(argv)
+    if args.seeds is None:
+        args.seeds = [0, 1, 2] if args.study == "tables" else [0, 1, 2, 3]
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    config_lib.load(args.config, args.overrides)  # fail early on a bad key
+    print(study_tables(args) if args.study == "tables" else study_robustness(args))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ y2 in continuous pixels of the image as stored) in Selective Search's ranking, w
 `scale` resizes the image (area interpolation) before Selective Search and maps the boxes back.
 Its graph segmentation's `k` is a size in pixels, so on a smaller image the same `k` merges more:
 on the synthetic set's 192-288-pixel images, 0.55 found more of the objects in the first 100
-boxes than the full size did, in about a quarter of the time (README, Why these settings).
+boxes than the full size did, in about a quarter of the time (docs/ABLATIONS.md).
 
 OpenCV ranks the regions with `level * rand()`, the C library's generator, which is global to the
 process: unseeded, the order (and so which boxes survive `max_boxes`) depends on what the process

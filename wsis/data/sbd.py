@@ -5,10 +5,14 @@ SBD: `dataset/{train,val}.txt`, `dataset/img/<id>.jpg`, `dataset/cls/<id>.mat` (
 instance map, `Categories` = the class of each instance). trainaug = VOC 2012 segmentation
 train + SBD train + SBD val, minus VOC 2012 segmentation val (10,582 images on the real data).
 Its images and XML annotations are all in VOC 2012's tree, so training reads it as the
-`trainaug` split of that tree once `write_trainaug` has written the list.
+`trainaug` split of that tree once `write_trainaug` has written the list:
+
+    python -m wsis.data.sbd --voc VOCdevkit/VOC2012 --sbd benchmark_RELEASE
 """
+import argparse
+import sys
 from pathlib import Path
-from typing import List, Union
+from typing import List, Optional, Union
 
 import numpy as np
 import torch
@@ -87,3 +91,21 @@ def write_trainaug(voc_root: Union[str, Path], sbd_root: Union[str, Path]) -> Pa
     out = voc_root / "ImageSets" / "Segmentation" / "trainaug.txt"
     out.write_text("".join(i + "\n" for i in ids))
     return out
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m wsis.data.sbd",
+                                     description="Write the trainaug split list into a VOC 2012 tree.")  # fmt: skip
+    parser.add_argument("--voc", type=Path, required=True, help="the VOC 2012 tree (VOCdevkit/VOC2012)")
+    parser.add_argument("--sbd", type=Path, required=True, help="SBD's folder, the one holding dataset/")
+    args = parser.parse_args(argv)
+    try:
+        out = write_trainaug(args.voc, args.sbd)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(f"trainaug: {len(out.read_text().split())} images listed in {out}")
+
+
+if __name__ == "__main__":
+    main()

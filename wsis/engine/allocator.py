@@ -5,7 +5,7 @@ its heap above its trim threshold (twice the other), back to the OS. The next st
 same sizes then arrive as fresh pages, one page fault each 4 KiB, zeroed by the kernel. In the CPU
 default's training (`python -m wsis.train`, 80 iterations on cached data) that was 6.5M minor faults
 and 15.5 s of system time against 0.87M and 3.5 s with freed memory kept, and 0.733 s a step
-against 0.667 (README: Speed). PyTorch's CPU tuning guide suggests jemalloc or
+against 0.667 (benchmarks/RESULTS.md). PyTorch's CPU tuning guide suggests jemalloc or
 tcmalloc for the same reason; these two `mallopt` calls get that without a preload.
 
 A process-wide setting, applied once by `wsis.train`, and only there: `python -m wsis.evaluate` on

@@ -1,4 +1,4 @@
-"""The paths of a run folder, named once (README: Train)."""
+"""The paths of a run folder, named once (docs/USAGE.md, The run folder)."""
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -4,11 +4,11 @@ by its detection's box filled in (the baseline masks must beat).
 Where clutter or texture cut an object into pieces, no single segment holds it whole, and the best
 one is a piece. With `segments`, a mask whose best segment matches it below `superpixel_iou` takes
 instead the union of the finest graph regions (superpixels) it covers for at least
-`superpixel_cover` of their area (README, Results: +5.6 mAP^r@0.5 on the CPU default's val set).
+`superpixel_cover` of their area (docs/ABLATIONS.md: +5.6 mAP^r@0.5 on the CPU default's val set).
 
 The segments are ranked by their IoU with the mask plus `box_weight` times the IoU of their box with
 the detection's: where the model's mask is a blob at the centre of a ring, the ring's hole overlaps
-it best, while the ring fits the box (README, Results).
+it best, while the ring fits the box (docs/ABLATIONS.md).
 
 After segments replace the masks, a part, a whole and a group box of one object often snap to the
 same segment: `mask_nms` keeps the highest-scoring of each such set, as PRM does after its

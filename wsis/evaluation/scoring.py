@@ -74,7 +74,7 @@ def write(out: Path, m: Dict[str, object], dets: Optional[Dict[str, Detections]]
 def evaluate_model(model, cfg: Config, root: Path, split: str, corloc_split: Optional[str], device,
                    postprocess: str = "none", what: str = "inference"):  # fmt: skip
     """(metrics, detections, data) of a split. The metrics are those of the model's own masks; with a
-    `postprocess` (README: Evaluate) those of the post-processed masks sit beside them under `postprocessed`."""
+    `postprocess` (docs/USAGE.md, Post-processing) those of the post-processed masks sit beside them under `postprocessed`."""
     data = open_split(root, split)
     dets = predict_split(model, cfg, root, split, device, what)
     corloc_dets = corloc_data = None

@@ -182,6 +182,9 @@ class CommunityNet(nn.Module):
         cfg = self.cfg
         if cfg.pseudo_seeds == "mist":
             return ops.multi_seed_assign(boxes, scores, y, cfg.fg_thresh, cfg.bg_thresh, cfg.seed_top, cfg.seed_nms)
+        if cfg.pseudo_seeds == "pcl":
+            return ops.cluster_seed_assign(boxes, scores, y, cfg.fg_thresh, cfg.bg_thresh, cfg.seed_top,
+                                           cfg.seed_graph_iou)  # fmt: skip
         return ops.oicr_assign(boxes, scores, y, cfg.fg_thresh, cfg.bg_thresh)
 
     def _class_offsets(self, offsets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

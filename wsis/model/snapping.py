@@ -49,7 +49,7 @@ def snap(mask: torch.Tensor, ids: torch.Tensor, superpixel_iou: float = 0.0, sup
     """`mask` replaced by the cells of its `best_segment` in `ids` (`box_fit` and `box_weight` as
     there), or, where no segment reaches an IoU of `superpixel_iou`, by the finest segments
     (`ids[0]`) it covers for at least `superpixel_cover` of their cells (as the post-processing
-    does, README: Evaluate); with the ids it took (None, and the mask itself, when it took none)."""
+    does, docs/USAGE.md, Post-processing); with the ids it took (None, and the mask itself, when it took none)."""
     best, iou = best_segment(mask, ids, box_fit, box_weight)
     if best is not None and iou < superpixel_iou:
         fine = ids[0]

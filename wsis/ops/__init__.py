@@ -2,7 +2,7 @@
 from ._backend import backend, get_backend, set_backend
 from .boxes import batched_nms, box_iou, multiclass_nms, nms
 from .cam import cam_pseudo_masks, weighted_gap
-from .oicr import multi_seed_assign, oicr_assign
+from .oicr import cluster_seed_assign, multi_seed_assign, oicr_assign
 from .roi_pool import RoIPool, roi_pool, rois_from_boxes
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "batched_nms",
     "box_iou",
     "cam_pseudo_masks",
+    "cluster_seed_assign",
     "get_backend",
     "multiclass_nms",
     "multi_seed_assign",

@@ -1,5 +1,6 @@
-"""oicr_assign: the targets of an OICR refinement branch (paper A.2.3, docs/DESIGN.md §2), and
-multi_seed_assign: the same targets from several seeds per class (MIST's rule)."""
+"""oicr_assign: the targets of an OICR refinement branch (paper A.2.3, docs/DESIGN.md §2);
+multi_seed_assign: the same targets from several seeds per class (MIST's rule); and
+cluster_seed_assign: from one seed per class chosen as the centre of its proposal cluster (PCL's rule)."""
 import math
 from typing import Tuple
 
@@ -66,16 +67,11 @@ def multi_seed_assign(
     weights. Same inputs, checks and outputs as `oicr_assign`; built from `box_iou` and `nms`.
     """
     _check_assign(boxes, scores, image_labels, fg_thresh, bg_thresh)
-    if not 0.0 < top <= 1.0:
-        raise ValueError(f"top must be in (0, 1], got {top}")
-    classes = torch.nonzero(image_labels == 1).flatten().tolist()
-    if not classes:
-        raise ValueError("image_labels has no positive class")
-    r = boxes.shape[0]
-    if r == 0:
+    classes = _check_seed_args(image_labels, top)
+    if boxes.shape[0] == 0:
         e = boxes.new_empty(0)
         return e.long(), scores.new_empty(0), e.long(), e
-    k = max(1, math.ceil(top * r - 1e-9))  # 0.15 * 100 is 15.000000000000002 in floating point
+    k = _top_rows(scores, top)
     seeds, seed_classes = [], []
     for c in classes:
         order = torch.sort(scores[:, c], descending=True, stable=True).indices[:k]
@@ -83,12 +79,65 @@ def multi_seed_assign(
         seeds.append(keep)
         seed_classes.append(torch.full_like(keep, c))
     seeds, seed_classes = torch.cat(seeds), torch.cat(seed_classes)
+    return _assign_to_seeds(boxes, seeds, seed_classes, scores[seeds, seed_classes], fg_thresh, bg_thresh)
+
+
+def _assign_to_seeds(boxes, seeds, seed_classes, seed_weights, fg_thresh: float, bg_thresh: float):
+    """OICR's labelling given the seeds: each proposal takes the seed it overlaps most (the first
+    maximum: seeds in the order given), foreground from `fg_thresh`, weight 0 below `bg_thresh`."""
     iou = torch.nan_to_num(box_iou(boxes, boxes[seeds]), nan=0.0)
-    max_iou, j = iou.max(1)  # the first maximum: the earlier class, then its higher-scoring seed
+    max_iou, j = iou.max(1)
     labels = torch.where(max_iou >= fg_thresh, seed_classes[j] + 1, 0)
-    weights = scores[seeds[j], seed_classes[j]]
-    weights = torch.where(max_iou < bg_thresh, torch.zeros_like(weights), weights)
+    weights = torch.where(max_iou < bg_thresh, torch.zeros_like(max_iou), seed_weights[j].to(max_iou.dtype))
     return labels, weights, seeds[j], max_iou
+
+
+def _top_rows(scores: torch.Tensor, top: float) -> int:
+    return max(1, math.ceil(top * scores.shape[0] - 1e-9))  # 0.15 * 100 is 15.000000000000002 in floating point
+
+
+def _check_seed_args(image_labels, top: float):
+    if not 0.0 < top <= 1.0:
+        raise ValueError(f"top must be in (0, 1], got {top}")
+    classes = torch.nonzero(image_labels == 1).flatten().tolist()
+    if not classes:
+        raise ValueError("image_labels has no positive class")
+    return classes
+
+
+def cluster_seed_assign(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    image_labels: torch.Tensor,
+    fg_thresh: float = 0.5,
+    bg_thresh: float = 0.1,
+    top: float = 0.15,
+    graph_iou: float = 0.4,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`oicr_assign`'s targets from one seed per present class, the centre of its proposal cluster
+    (Tang et al., PCL, TPAMI 2018): among the class's `ceil(top * R)` highest-scoring proposals, the
+    one that overlaps the most of them at IoU > `graph_iou` (itself included; ties: the higher score,
+    then the lower row), weighted by the highest score among those it overlaps. A whole object is
+    overlapped by many of the high-scoring boxes, a part of it (or a hole) by few, so the centre is
+    less often a part than OICR's top box. Then OICR's labelling and thresholds (ties: the earlier
+    class). Same inputs, checks and outputs as `oicr_assign`; built from `box_iou`.
+    """
+    _check_assign(boxes, scores, image_labels, fg_thresh, bg_thresh)
+    classes = _check_seed_args(image_labels, top)
+    if boxes.shape[0] == 0:
+        e = boxes.new_empty(0)
+        return e.long(), scores.new_empty(0), e.long(), e
+    k = _top_rows(scores, top)
+    seeds, seed_weights = [], []
+    for c in classes:
+        order = torch.sort(scores[:, c], descending=True, stable=True).indices[:k]
+        linked = torch.nan_to_num(box_iou(boxes[order], boxes[order]), nan=0.0) > graph_iou
+        linked |= torch.eye(len(order), dtype=torch.bool, device=boxes.device)  # a box with NaN links to itself
+        centre = int(torch.argmax(linked.sum(1)))  # the first maximum: the higher-scoring candidate
+        seeds.append(order[centre])
+        seed_weights.append(scores[order[linked[centre]], c].max())
+    seed_classes = torch.tensor(classes, dtype=torch.int64, device=boxes.device)
+    return _assign_to_seeds(boxes, torch.stack(seeds), seed_classes, torch.stack(seed_weights), fg_thresh, bg_thresh)
 
 
 @torch.library.register_fake("wsis::oicr_assign")
