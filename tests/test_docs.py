@@ -174,7 +174,7 @@ def config_keys(path: Path) -> Iterator[str]:
     for span in re.findall(r"`([^`\n]+)`", _strip_code_blocks(path.read_text())):
         for token in span.split():
             m = re.match(rf"^((?:{'|'.join(SECTIONS)})\.[a-z_0-9.*]+?)(=.*)?$", token)
-            if m:
+            if m and not re.search(r"\.(yaml|yml|json|txt|md|py)$", m.group(1)):  # a file such as data.yaml
                 yield m.group(1)
 
 

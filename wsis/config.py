@@ -151,11 +151,15 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    root: str = ""  # a VOC-format tree, or the image folder of COCO-format splits; "" generates the synthetic set
+    # a VOC-format tree, the image folder of COCO-format splits, or a YOLO root (its data.yaml names
+    # the splits); "" generates the synthetic set. Caches (proposals, segments) are written under it.
+    root: str = ""
     synthetic_dir: str = ""  # "" = data/synthetic-<digest of the synthetic settings>
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)  # the generator's knobs
-    train_split: str = "train"  # a VOC ImageSets/Segmentation list, or a COCO annotation JSON (a .json path)
+    train_split: str = "train"  # a VOC ImageSets/Segmentation list, a COCO annotation JSON (a .json path), a YOLO split
     val_split: str = "val"
+    # the classes a YOLO root's splits keep: "" all its names, "voc" VOC's 20 from COCO's names, "a,b" those
+    classes: str = ""
     scales: Tuple[int, ...] = (320, 384, 448)  # shorter sides for training (random) and testing (ensemble)
     max_size: int = 800
     flip: bool = True

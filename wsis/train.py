@@ -101,9 +101,10 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
             root = prepare(cfg.data, [cfg.data.train_split] + ([cfg.data.val_split] if cfg.evaluate else []))
             d = cfg.data
             # bad files stop here
-            train_data = scan(root, d.train_split, d.proposal_mode, d.min_box, scale=d.proposal_scale)
+            train_data = scan(root, d.train_split, d.proposal_mode, d.min_box, scale=d.proposal_scale, classes=d.classes)
             if cfg.evaluate:  # and those that would stop the evaluation at the end
-                scan(root, d.val_split, d.proposal_mode, d.min_box, ground_truth=True, scale=d.proposal_scale)
+                scan(root, d.val_split, d.proposal_mode, d.min_box, ground_truth=True, scale=d.proposal_scale,
+                     classes=d.classes)
             if cfg.model.snap_pseudo_masks:  # once the images are known to decode
                 segments.compute(root, cfg.data.train_split)
             if cfg.evaluate and cfg.test.postprocess == "segments":  # computed in the pool, read by the evaluation

@@ -75,11 +75,11 @@ def evaluate_model(model, cfg: Config, root: Path, split: str, corloc_split: Opt
                    postprocess: str = "none", what: str = "inference"):  # fmt: skip
     """(metrics, detections, data) of a split. The metrics are those of the model's own masks; with a
     `postprocess` (docs/USAGE.md, Post-processing) those of the post-processed masks sit beside them under `postprocessed`."""
-    data = open_split(root, split)
+    data = open_split(root, split, classes=cfg.data.classes)
     dets = predict_split(model, cfg, root, split, device, what)
     corloc_dets = corloc_data = None
     if corloc_split and corloc_split != split:
-        corloc_data = open_split(root, corloc_split)
+        corloc_data = open_split(root, corloc_split, classes=cfg.data.classes)
         corloc_dets = predict_split(model, cfg, root, corloc_split, device, what="CorLoc")
     m = score(dets, data, corloc_dets, corloc_data)
     m["split"], m["corloc_split"] = split, corloc_split or split
