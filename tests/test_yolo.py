@@ -168,6 +168,26 @@ def test_train_evaluate_and_predict_on_a_yolo_root(tiny_root, tmp_path):
                    "--out", str(tmp_path / "again"), "test.postprocess=none"])  # fmt: skip
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again["mAP@0.5"] == pytest.approx(metrics["mAP@0.5"])
+    # the same photos under other names and order: classes matched by name, the same figures per class
+    other = tmp_path / "other"
+    shutil.copytree(root / "images", other / "images")
+    order = list(reversed(classes[1:])) + ["blob"]  # the first class missing, a class the model lacks
+    for split in ("train", "val"):
+        (other / "labels" / split).mkdir(parents=True)
+        for f in (root / "labels" / split).glob("*.txt"):
+            lines = [line.split(" ", 1) for line in f.read_text().splitlines() if line.strip()]
+            kept = [f"{order.index(classes[int(c)])} {rest}" for c, rest in lines if classes[int(c)] in order]
+            (other / "labels" / split / f.name).write_text("".join(line + "\n" for line in kept))
+    (other / "data.yaml").write_text("path: .\nval: images/val\nnames: [" + ", ".join(order) + "]\n")
+    evaluate.main(["--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(other), "--split", "val",
+                   "--out", str(tmp_path / "other-eval"), "test.postprocess=none", "test.corloc_split=none"])  # fmt: skip
+    mapped = json.loads((tmp_path / "other-eval" / "metrics.json").read_text())
+    assert mapped["classes_not_scored"] == ["blob"] and mapped["classes_absent"] == [classes[0]]
+    assert any(np.isfinite(again["per_class"]["det_mAP@0.5"][c]) for c in classes[1:])  # something to compare
+    for c in classes[1:]:
+        assert mapped["per_class"]["det_mAP@0.5"][c] == pytest.approx(again["per_class"]["det_mAP@0.5"][c], nan_ok=True)
+        assert mapped["per_class"]["mAP@0.5"][c] == pytest.approx(again["per_class"]["mAP@0.5"][c], nan_ok=True)
+    assert mapped["per_class"]["mAP@0.5"][classes[0]] is None or np.isnan(mapped["per_class"]["mAP@0.5"][classes[0]])
     with pytest.raises(SystemExit) as e:
         predict.main(["--checkpoint", str(run / "checkpoints" / "last.pt"), str(root / "images" / "val"),
                       "--out", str(tmp_path / "pictures")])  # fmt: skip

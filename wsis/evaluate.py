@@ -62,12 +62,12 @@ def main(argv: Optional[List[str]] = None) -> None:
             write(out, m)
         else:
             overrides = list(args.overrides) + (list(TTA_OVERRIDES) if args.tta else [])
-            model, cfg, _ = load_model(args.checkpoint, overrides)
+            model, cfg, classes = load_model(args.checkpoint, overrides)
             root = args.data or Path(cfg.data.root or synthetic_root(cfg.data))
             out = args.out or args.checkpoint.parent.parent / f"eval_{Path(args.split).stem}"
             if args.oracle_boxes:
                 proposals.compute(root, args.split, cfg.data.proposal_mode, scale=cfg.data.proposal_scale)
-                m = oracle_box_metrics(model, cfg, root, args.split, next(model.parameters()).device)
+                m = oracle_box_metrics(model, cfg, root, args.split, next(model.parameters()).device, classes)
                 out.mkdir(parents=True, exist_ok=True)
                 (out / "oracle_boxes.json").write_text(json.dumps(m, indent=1) + "\n")
                 print(oracle_table(m))
@@ -79,7 +79,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                 proposals.compute(root, split, cfg.data.proposal_mode, scale=cfg.data.proposal_scale)
             post = args.postprocess or cfg.test.postprocess
             check_postprocess(post)
-            m, dets, data = evaluate_model(model, cfg, root, args.split, corloc_split, next(model.parameters()).device, post)
+            m, dets, data = evaluate_model(model, cfg, root, args.split, corloc_split, next(model.parameters()).device, post,
+                                           classes=classes)
             write(out, m, dets, data)
     except (FileNotFoundError, ValueError, KeyError, WeightsUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)

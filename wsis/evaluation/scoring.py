@@ -2,13 +2,13 @@
 the printed table; the post-processed masks scored beside the model's own."""
 import json
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import torch
 
 import numpy as np
 from ..config import Config, TestConfig
-from ..data.formats import is_coco, open_split
+from ..data.formats import ClassesByName, open_split, with_classes
 from ..data.loader import InferenceDataset
 from ..inference import Detections, Predictor, fill_boxes, image_views, predict_split, test_views
 from ..progress import Progress
@@ -46,7 +46,7 @@ def score(dets: Dict[str, Detections], data, corloc_dets: Optional[Dict[str, Det
     m["num_images"] = len(results)
     if missing:
         m["images_without_predictions"] = len(missing)
-    if is_coco(data.split):
+    if callable(getattr(data, "coco_api", None)):  # a COCO split, in its own classes
         m["coco"] = coco_metrics(dets, data)
     order = ["mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "CorLoc", "num_images"]
     return {k: m[k] for k in order} | {k: v for k, v in m.items() if k not in order}
@@ -72,17 +72,20 @@ def write(out: Path, m: Dict[str, object], dets: Optional[Dict[str, Detections]]
 
 
 def evaluate_model(model, cfg: Config, root: Path, split: str, corloc_split: Optional[str], device,
-                   postprocess: str = "none", what: str = "inference"):  # fmt: skip
+                   postprocess: str = "none", what: str = "inference", classes: Optional[Sequence[str]] = None):  # fmt: skip
     """(metrics, detections, data) of a split. The metrics are those of the model's own masks; with a
-    `postprocess` (docs/USAGE.md, Post-processing) those of the post-processed masks sit beside them under `postprocessed`."""
-    data = open_split(root, split, classes=cfg.data.classes)
+    `postprocess` (docs/USAGE.md, Post-processing) those of the post-processed masks sit beside them under `postprocessed`.
+    `classes`: the model's, where they may differ from the split's (another data set): matched by name."""
+    data = split_for(root, split, cfg, classes)
     dets = predict_split(model, cfg, root, split, device, what)
     corloc_dets = corloc_data = None
     if corloc_split and corloc_split != split:
-        corloc_data = open_split(root, corloc_split, classes=cfg.data.classes)
+        corloc_data = split_for(root, corloc_split, cfg, classes)
         corloc_dets = predict_split(model, cfg, root, corloc_split, device, what="CorLoc")
     m = score(dets, data, corloc_dets, corloc_data)
     m["split"], m["corloc_split"] = split, corloc_split or split
+    if isinstance(data, ClassesByName):
+        m["classes_not_scored"], m["classes_absent"] = data.unscored, data.absent
     if postprocess != "none":
         m["postprocessed"] = postprocessed_metrics(dets, data, postprocess, cfg.test)
     return m, dets, data
@@ -112,10 +115,30 @@ def mask_figures(m: Dict[str, object]) -> Dict[str, object]:
     return {**{k: m[k] for k in MASK_METRICS}, "per_class": {k: v for k, v in m["per_class"].items() if k in MASK_METRICS}}
 
 
-def oracle_box_metrics(model, cfg: Config, root: Path, split: str, device) -> Dict[str, object]:
+def split_for(root: Path, split: str, cfg: Config, classes: Optional[Sequence[str]] = None):
+    """The split's reader, seen through the model's `classes` by name where they differ from its own;
+    says which classes cannot be scored, and refuses a split that shares none."""
+    data = open_split(root, split, classes=cfg.data.classes)
+    if classes is None:
+        return data
+    data = with_classes(data, classes)
+    if isinstance(data, ClassesByName):
+        if len(data.absent) == len(data.classes):
+            raise ValueError(f"{root} ({split}) shares no class with the checkpoint: its classes are {list(data._data.classes)[:10]}, "
+                             f"the checkpoint's {list(classes)[:10]}")  # fmt: skip
+        print(f"classes matched by name: {len(data.classes) - len(data.absent)} of the checkpoint's {len(data.classes)}"
+              + (f"; not scored (the checkpoint has no such class): {', '.join(data.unscored)}" if data.unscored else "")
+              + (f"; without ground truth here: {', '.join(data.absent)}" if data.absent else ""))  # fmt: skip
+    return data
+
+
+def oracle_box_metrics(model, cfg: Config, root: Path, split: str, device,
+                       classes: Optional[Sequence[str]] = None) -> Dict[str, object]:  # fmt: skip
     """The mask path apart from the detector: on every ground-truth box, with its class and score 1,
     the model's masks and the box filled in, scored alike (mask figures only)."""
     data = InferenceDataset(root, split, cfg.data, *test_views(cfg))
+    if classes is not None:
+        data.data = split_for(root, split, cfg, classes)
     predictor = Predictor(model, cfg.test, device)
     masks, filled = {}, {}
     bar = Progress(len(data), f"oracle boxes {split}", "img")
