@@ -79,8 +79,12 @@ def _threads(run: GridRun, jobs: int) -> int:
     return VARIANTS[run.variant].threads or max(1, (os.cpu_count() or 1) // jobs)
 
 
+def _say(*args) -> None:
+    print(*args, flush=True)  # a study runs for hours, often into a log file: each line as it happens
+
+
 def train_grid(runs: List[GridRun], config: Optional[Path], overrides: Sequence[str], jobs: int = 1,
-               say=print) -> List[GridRun]:  # fmt: skip
+               say=_say) -> List[GridRun]:  # fmt: skip
     """Trains every run without metrics, `jobs` at a time; returns the runs that failed."""
     todo = [r for r in runs if not RunFolder(r.folder).metrics.is_file()]
     say(f"robustness grid: {len(runs)} runs, {len(runs) - len(todo)} already done, {jobs} at a time")
