@@ -268,3 +268,20 @@ def test_periodic_evaluation_does_not_change_the_training(tiny_root, tmp_path):
             for name, period in (("with", 2), ("without", 0))]  # fmt: skip
     with_eval, without = ([{k: r[k] for k in LOSS_KEYS} for r in losses_of(run)] for run in runs)
     assert with_eval == without
+
+
+def test_the_communitys_warm_start_holds_its_terms_then_ramps_them_in(tiny_root, tmp_path):
+    from wsis import config as config_lib
+    from wsis.model.losses import community_weight
+
+    assert [community_weight(i, 2) for i in range(6)] == [0, 0, 0, 0.5, 1, 1]
+    assert community_weight(0, 0) == 1.0
+    plain = train.run(tiny_config(tiny_root, tmp_path / "plain", "solver.max_iter=6"))
+    warm = train.run(tiny_config(tiny_root, tmp_path / "warm", "solver.max_iter=6", "solver.community_start=2"))
+    p, w = losses_of(plain), losses_of(warm)
+    assert all(r["img"] == r["seg"] == r["reg"] == 0 for r in w[:3])  # iterations 0-2: Detector only
+    assert all(r["img"] > 0 and r["seg"] > 0 for r in w[3:])  # then the terms rise in
+    assert w[0]["cls"] == p[0]["cls"] and w[0]["refine"] == p[0]["refine"]  # the same first forward pass
+    assert w[1]["cls"] != p[1]["cls"]  # the first update differs: no community gradient in it
+    with pytest.raises(ValueError, match="solver.community_start"):
+        config_lib.load(None, ["solver.max_iter=6", "solver.community_start=4"])

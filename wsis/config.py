@@ -189,6 +189,11 @@ class SolverConfig:
     warmup_iters: int = 50  # linear warm-up from warmup_factor * lr
     warmup_factor: float = 0.1
     clip_grad_norm: float = 0.0  # 0: no clipping
+    # A warm start for the community: the IMG, segmentation and box-regression terms of Eq.2 stay out
+    # of the loss (the model trains as its Detector only) until this iteration, then rise linearly to
+    # their weights over as many iterations again. 0: all terms from the first iteration (the paper).
+    # A candidate against runs where the community tips the detector over (docs/RESULTS.md).
+    community_start: int = 0
     amp: bool = True  # bfloat16 autocast, on CUDA only
     checkpoint_period: int = 500
     log_period: int = 20
@@ -295,6 +300,9 @@ class Config:
             raise ValueError("model.refine_branches must be at least 1")
         if self.solver.batch_size < 1 or self.solver.max_iter < 1:
             raise ValueError("solver.batch_size and solver.max_iter must be positive")
+        if not 0 <= 2 * self.solver.community_start <= self.solver.max_iter:
+            raise ValueError(f"solver.community_start must be in [0, solver.max_iter / 2] (the terms rise over as many "
+                             f"iterations again), got {self.solver.community_start}")  # fmt: skip
         if self.solver.eval_period < 0:
             raise ValueError(f"solver.eval_period must be >= 0, got {self.solver.eval_period}")
         from .data.proposals import MODES, check_scale  # here: the data package imports this module

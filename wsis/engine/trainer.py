@@ -13,6 +13,7 @@ from .. import config as config_lib
 from ..config import Config
 from ..data.loader import Batch, TrainDataset, collate
 from ..model import CommunityNet
+from ..model.losses import COMMUNITY_TERMS, community_weight
 from . import checkpoint
 from .distributed import World
 from .hooks import Hook, default_hooks
@@ -134,6 +135,9 @@ class Trainer:
         segments = [s.segments for s in batch.samples] if self.cfg.model.snap_pseudo_masks else None
         with self._autocast():
             losses, _ = model(images, rois, counts, labels, gen, segments)
+        held = community_weight(self.iteration, self.cfg.solver.community_start)
+        if held < 1:  # the community's warm start: weighted here, so log.jsonl shows the terms as they enter
+            losses = {k: v * held if k in COMMUNITY_TERMS else v for k, v in losses.items()}
         total = sum(losses.values())
         if not math.isfinite(total.item()):
             parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())

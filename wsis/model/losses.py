@@ -66,3 +66,15 @@ def seg_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     t2 = logits.shape[-1] * logits.shape[-2]
     total = F.binary_cross_entropy_with_logits(logits.float(), masks.float(), reduction="sum")
     return total / t2 / max(len(logits), 1)
+
+
+# The terms of Eq.2 that the community adds to its Detector only (MIDN's `cls` and OICR's `refine`).
+COMMUNITY_TERMS = ("img", "seg", "reg", "pairwise")
+
+
+def community_weight(iteration: int, start: int) -> float:
+    """The factor on the community's terms at `iteration` (0-based) under `solver.community_start`:
+    0 before `start`, rising linearly to 1 at `2 * start`, 1 throughout when `start` is 0."""
+    if start <= 0:
+        return 1.0
+    return min(1.0, max(0.0, (iteration - start) / start))
