@@ -75,6 +75,8 @@ def test_a_robustness_grid_trains_each_variant_in_its_own_process(tiny_root, tmp
     experiments.main(args)  # done runs are not trained again
     assert "2 runs, 2 already done" in capsys.readouterr().out
     assert (out / "runs" / "full" / "fp32" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
+    with pytest.raises(SystemExit, match="holds a run of another config"):  # another override, the same --out
+        experiments.main([*args, "solver.max_iter=3"])
 
 
 def test_a_failed_grid_run_is_named_with_its_log(tiny_root, tmp_path):

@@ -99,7 +99,10 @@ def study_tables(args) -> str:
 
 def study_robustness(args) -> str:
     runs = robustness.grid(args.out, args.rows, args.variants, args.seeds)
-    failed = robustness.train_grid(runs, args.config, args.overrides, jobs=args.jobs)
+    try:
+        failed = robustness.train_grid(runs, args.config, args.overrides, jobs=args.jobs)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     if failed:
         raise SystemExit("error: these runs failed (their logs are beside their folders): " + ", ".join(r.name for r in failed))
     summary = {

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from . import config as config_lib
 from .engine.run_folder import RunFolder
 
 COLLAPSE_CORLOC = 50.0  # a class collapses in a run when its CorLoc is below this
@@ -75,6 +76,17 @@ def _command(run: GridRun, config: Optional[Path], overrides: Sequence[str]) -> 
                   "evaluate=true"]  # fmt: skip
 
 
+def check_reusable(run: GridRun, config: Optional[Path], overrides: Sequence[str]) -> None:
+    saved = RunFolder(run.folder).config
+    if not saved.is_file():
+        return
+    wanted = config_lib.load(config, [*overrides, *ROWS[run.row], *VARIANTS[run.variant].overrides,
+                                      f"seed={run.seed}", f"output_dir={run.folder}", "evaluate=true"])  # fmt: skip
+    if config_lib.load(saved) != wanted:
+        raise ValueError(f"{run.folder} holds a run of another config than this study's (another key=value or "
+                         f"--config into the same --out?): give the study its own --out")  # fmt: skip
+
+
 def _threads(run: GridRun, jobs: int) -> int:
     return VARIANTS[run.variant].threads or max(1, (os.cpu_count() or 1) // jobs)
 
@@ -85,7 +97,10 @@ def _say(*args) -> None:
 
 def train_grid(runs: List[GridRun], config: Optional[Path], overrides: Sequence[str], jobs: int = 1,
                say=_say) -> List[GridRun]:  # fmt: skip
-    """Trains every run without metrics, `jobs` at a time; returns the runs that failed."""
+    """Trains every run without metrics, `jobs` at a time; returns the runs that failed. A folder that
+    holds a run of another config (another override into the same `--out`) is an error, not reused."""
+    for run in runs:
+        check_reusable(run, config, overrides)
     todo = [r for r in runs if not RunFolder(r.folder).metrics.is_file()]
     say(f"robustness grid: {len(runs)} runs, {len(runs) - len(todo)} already done, {jobs} at a time")
     running: Dict[GridRun, subprocess.Popen] = {}
