@@ -25,8 +25,7 @@ def markdown_files() -> List[Path]:
 
 def _strip_code(text: str) -> str:
     """The text without fenced code blocks and inline code, where brackets are not links."""
-    text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
-    return re.sub(r"`[^`\n]*`", "", text)
+    return re.sub(r"`[^`\n]*`", "", _strip_code_blocks(text))
 
 
 def github_anchor(heading: str) -> str:
@@ -39,7 +38,7 @@ def github_anchor(heading: str) -> str:
 def anchors(path: Path) -> Set[str]:
     seen: Dict[str, int] = {}
     out = set()
-    for line in re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M).splitlines():
+    for line in _strip_code_blocks(path.read_text()).splitlines():
         m = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
         if m:
             base = github_anchor(m.group(1))

@@ -82,28 +82,33 @@ def test_oicr_assign_opcheck(device):
     torch.library.opcheck(torch.ops.wsis.oicr_assign.default, (boxes, scores, labels, 0.5, 0.1))
 
 
+def _iou(p, q):
+    ix = max(0.0, min(p[2], q[2]) - max(p[0], q[0]))
+    iy = max(0.0, min(p[3], q[3]) - max(p[1], q[1]))
+    union = (p[2] - p[0]) * (p[3] - p[1]) + (q[2] - q[0]) * (q[3] - q[1]) - ix * iy
+    return ix * iy / union if union > 0 else 0.0
+
+
+def _assert_matches_loops(got, want):
+    assert got[0].tolist() == want[0] and got[2].tolist() == want[2]
+    assert got[1].tolist() == pytest.approx(want[1]) and got[3].tolist() == pytest.approx(want[3])
+
+
 def _multi_seed_loops(boxes, scores, image_labels, fg_thresh, bg_thresh, top, seed_nms):
     """multi_seed_assign written out with loops over Python lists."""
     b, s = boxes.tolist(), scores.tolist()
     r = len(b)
-
-    def iou(p, q):
-        ix = max(0.0, min(p[2], q[2]) - max(p[0], q[0]))
-        iy = max(0.0, min(p[3], q[3]) - max(p[1], q[1]))
-        union = (p[2] - p[0]) * (p[3] - p[1]) + (q[2] - q[0]) * (q[3] - q[1]) - ix * iy
-        return ix * iy / union if union > 0 else 0.0
-
     seeds = []  # (row, class) in order: classes ascending, then decreasing score
     for c in [c for c in range(len(image_labels)) if image_labels[c] == 1]:
         order = sorted(range(r), key=lambda i: (-s[i][c], i))[:top]
         kept = []
         for i in order:
-            if all(iou(b[i], b[j]) <= seed_nms for j in kept):
+            if all(_iou(b[i], b[j]) <= seed_nms for j in kept):
                 kept.append(i)
         seeds += [(i, c) for i in kept]
     out = []
     for i in range(r):
-        ious = [iou(b[i], b[j]) for j, _ in seeds]
+        ious = [_iou(b[i], b[j]) for j, _ in seeds]
         best = max(ious)
         row, c = seeds[ious.index(best)]  # the first seed of highest IoU
         out.append((c + 1 if best >= fg_thresh else 0, 0.0 if best < bg_thresh else s[row][c], row, best))
@@ -142,8 +147,7 @@ def test_multi_seed_assign_matches_loops(device, r, c, top, k):
     labels[c // 2] = 1
     got = W.multi_seed_assign(boxes.to(device), scores.to(device), labels.to(device), 0.5, 0.1, top, 0.2)
     want = _multi_seed_loops(boxes, scores, labels.tolist(), 0.5, 0.1, k, 0.2)  # k = ceil(top * r)
-    assert got[0].tolist() == want[0] and got[2].tolist() == want[2]
-    assert got[1].tolist() == pytest.approx(want[1]) and got[3].tolist() == pytest.approx(want[3])
+    _assert_matches_loops(got, want)
 
 
 def test_multi_seed_assign_empty_and_errors(device):
@@ -158,12 +162,6 @@ def test_multi_seed_assign_empty_and_errors(device):
     with pytest.raises(ValueError, match="image_labels"):
         W.multi_seed_assign(boxes, scores, torch.tensor([1], device=device))
 
-
-def _iou(p, q):
-    ix = max(0.0, min(p[2], q[2]) - max(p[0], q[0]))
-    iy = max(0.0, min(p[3], q[3]) - max(p[1], q[1]))
-    union = (p[2] - p[0]) * (p[3] - p[1]) + (q[2] - q[0]) * (q[3] - q[1]) - ix * iy
-    return ix * iy / union if union > 0 else 0.0
 
 
 def _cluster_seed_loops(boxes, scores, image_labels, fg_thresh, bg_thresh, top, graph_iou):
@@ -209,8 +207,7 @@ def test_cluster_seed_assign_matches_loops(device, r, c, top, k):
     labels[c // 2] = 1
     got = W.cluster_seed_assign(boxes.to(device), scores.to(device), labels.to(device), 0.5, 0.1, top, 0.4)
     want = _cluster_seed_loops(boxes, scores, labels.tolist(), 0.5, 0.1, k, 0.4)
-    assert got[0].tolist() == want[0] and got[2].tolist() == want[2]
-    assert got[1].tolist() == pytest.approx(want[1]) and got[3].tolist() == pytest.approx(want[3])
+    _assert_matches_loops(got, want)
 
 
 def test_cluster_seed_assign_empty_and_errors(device):

@@ -23,7 +23,7 @@ from .engine.run_folder import RunFolder
 # Table 3: the modules; Table 4: the IMG variants (on the full model); Table 6: the regressor.
 TABLES: Dict[str, Dict[str, List[str]]] = {
     "3": {
-        "Detector only (boxes as masks)": ["model.img=false", "model.seg=false", "model.regressor=none"],
+        "Detector only (boxes as masks)": robustness.ROWS["detector_only"],
         "+IMG": ["model.seg=false", "model.regressor=none"],
         "+IMG+IS": ["model.regressor=none"],
         "+REG+IMG+IS": [],

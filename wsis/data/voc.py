@@ -115,13 +115,7 @@ class VOCDataset:
         return path
 
     def image_size(self, image_id: str) -> Tuple[int, int]:
-        """(height, width) of an image, from its header."""
-        path = self.image_path(image_id)
-        try:
-            with Image.open(path) as im:
-                return im.height, im.width
-        except OSError as e:
-            raise ValueError(f"cannot read image {path}: {e}") from None
+        return header_size(self.image_path(image_id))
 
     def annotation_path(self, image_id: str) -> Path:
         return self.root / "Annotations" / f"{image_id}.xml"
@@ -187,6 +181,15 @@ class VOCDataset:
             boxes=masks_to_boxes(masks_t),
             void=torch.from_numpy(objects == VOID),
         )
+
+
+def header_size(path: Path) -> Tuple[int, int]:
+    """(height, width) of an image, from its header."""
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except OSError as e:
+        raise ValueError(f"cannot read image {path}: {e}") from None
 
 
 def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:

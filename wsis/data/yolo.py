@@ -19,9 +19,8 @@ from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from PIL import Image
 
-from .voc import VOC_CLASSES, Instances, masks_to_boxes
+from .voc import VOC_CLASSES, Instances, header_size, masks_to_boxes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # COCO's names of VOC's classes where they differ (`classes=voc`)
@@ -161,12 +160,7 @@ class YOLODataset:
         return path
 
     def image_size(self, image_id: str) -> Tuple[int, int]:
-        path = self.image_path(image_id)
-        try:
-            with Image.open(path) as im:
-                return im.height, im.width
-        except OSError as e:
-            raise ValueError(f"cannot read image {path}: {e}") from None
+        return header_size(self.image_path(image_id))
 
     def files(self, image_id: str, ground_truth: bool = False) -> List[Path]:
         return [self._images[image_id], label_path(self._images[image_id])]

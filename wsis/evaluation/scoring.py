@@ -124,7 +124,7 @@ def split_for(root: Path, split: str, cfg: Config, classes: Optional[Sequence[st
     data = with_classes(data, classes)
     if isinstance(data, ClassesByName):
         if len(data.absent) == len(data.classes):
-            raise ValueError(f"{root} ({split}) shares no class with the checkpoint: its classes are {list(data._data.classes)[:10]}, "
+            raise ValueError(f"{root} ({split}) shares no class with the checkpoint: its classes are {data.unscored[:10]}, "
                              f"the checkpoint's {list(classes)[:10]}")  # fmt: skip
         print(f"classes matched by name: {len(data.classes) - len(data.absent)} of the checkpoint's {len(data.classes)}"
               + (f"; not scored (the checkpoint has no such class): {', '.join(data.unscored)}" if data.unscored else "")

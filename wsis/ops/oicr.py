@@ -66,15 +66,11 @@ def multi_seed_assign(
     overlaps most (ties: the earlier class, then the higher-scoring seed), with OICR's thresholds and
     weights. Same inputs, checks and outputs as `oicr_assign`; built from `box_iou` and `nms`.
     """
-    _check_assign(boxes, scores, image_labels, fg_thresh, bg_thresh)
-    classes = _check_seed_args(image_labels, top)
-    if boxes.shape[0] == 0:
-        e = boxes.new_empty(0)
-        return e.long(), scores.new_empty(0), e.long(), e
-    k = _top_rows(scores, top)
+    candidates = _top_candidates(boxes, scores, image_labels, fg_thresh, bg_thresh, top)
+    if candidates is None:
+        return _no_targets(boxes, scores)
     seeds, seed_classes = [], []
-    for c in classes:
-        order = torch.sort(scores[:, c], descending=True, stable=True).indices[:k]
+    for c, order in candidates.items():
         keep = order[nms(boxes[order], scores[order, c].contiguous(), seed_nms)]
         seeds.append(keep)
         seed_classes.append(torch.full_like(keep, c))
@@ -92,17 +88,24 @@ def _assign_to_seeds(boxes, seeds, seed_classes, seed_weights, fg_thresh: float,
     return labels, weights, seeds[j], max_iou
 
 
-def _top_rows(scores: torch.Tensor, top: float) -> int:
-    return max(1, math.ceil(top * scores.shape[0] - 1e-9))  # 0.15 * 100 is 15.000000000000002 in floating point
-
-
-def _check_seed_args(image_labels, top: float):
+def _top_candidates(boxes, scores, image_labels, fg_thresh: float, bg_thresh: float, top: float):
+    """The seed rules' checks, then for each present class (in increasing order) its `ceil(top * R)`
+    highest-scoring rows (ties: lowest row); None where there is no box."""
+    _check_assign(boxes, scores, image_labels, fg_thresh, bg_thresh)
     if not 0.0 < top <= 1.0:
         raise ValueError(f"top must be in (0, 1], got {top}")
     classes = torch.nonzero(image_labels == 1).flatten().tolist()
     if not classes:
         raise ValueError("image_labels has no positive class")
-    return classes
+    if boxes.shape[0] == 0:
+        return None
+    k = max(1, math.ceil(top * boxes.shape[0] - 1e-9))  # 0.15 * 100 is 15.000000000000002 in floating point
+    return {c: torch.sort(scores[:, c], descending=True, stable=True).indices[:k] for c in classes}
+
+
+def _no_targets(boxes, scores):
+    e = boxes.new_empty(0)
+    return e.long(), scores.new_empty(0), e.long(), e
 
 
 def cluster_seed_assign(
@@ -122,21 +125,17 @@ def cluster_seed_assign(
     less often a part than OICR's top box. Then OICR's labelling and thresholds (ties: the earlier
     class). Same inputs, checks and outputs as `oicr_assign`; built from `box_iou`.
     """
-    _check_assign(boxes, scores, image_labels, fg_thresh, bg_thresh)
-    classes = _check_seed_args(image_labels, top)
-    if boxes.shape[0] == 0:
-        e = boxes.new_empty(0)
-        return e.long(), scores.new_empty(0), e.long(), e
-    k = _top_rows(scores, top)
+    candidates = _top_candidates(boxes, scores, image_labels, fg_thresh, bg_thresh, top)
+    if candidates is None:
+        return _no_targets(boxes, scores)
     seeds, seed_weights = [], []
-    for c in classes:
-        order = torch.sort(scores[:, c], descending=True, stable=True).indices[:k]
+    for c, order in candidates.items():
         linked = torch.nan_to_num(box_iou(boxes[order], boxes[order]), nan=0.0) > graph_iou
         linked |= torch.eye(len(order), dtype=torch.bool, device=boxes.device)  # a box with NaN links to itself
         centre = int(torch.argmax(linked.sum(1)))  # the first maximum: the higher-scoring candidate
         seeds.append(order[centre])
         seed_weights.append(scores[order[linked[centre]], c].max())
-    seed_classes = torch.tensor(classes, dtype=torch.int64, device=boxes.device)
+    seed_classes = torch.tensor(list(candidates), dtype=torch.int64, device=boxes.device)
     return _assign_to_seeds(boxes, torch.stack(seeds), seed_classes, torch.stack(seed_weights), fg_thresh, bg_thresh)
 
 
