@@ -99,6 +99,34 @@ def test_the_box_prior_takes_the_segment_that_fits_the_detection_box():
     assert torch.equal(out[0], torch.from_numpy(hole))
 
 
+def test_label_segments_equal_the_dense_regions_to_the_last_bit():
+    """Graph segments of a noisy 'photo' at three granularities, masks of every size (a tie between
+    copies of one region at two granularities included): the same IoU bits, the same snapped masks
+    (with the box prior and superpixels), and no dense regions on the way."""
+    from wsis.evaluation.postprocess import LabelSegments
+
+    rng = np.random.default_rng(0)
+    image = (np.kron(rng.integers(0, 255, (12, 16, 3)), np.ones((10, 10, 1))) + rng.normal(0, 12, (120, 160, 3)))
+    labels = [graph_labels(image.clip(0, 255).astype(np.uint8), k) for k in (50, 300, 1000)]
+    labels.append(labels[1].copy())  # every region twice: equal IoUs, the first must win in both paths
+    dense = np.concatenate([label_regions(x) for x in labels])
+    lazy = LabelSegments(labels)
+    assert len(lazy) == len(dense) and np.array_equal(lazy[np.arange(len(dense))], dense)
+    masks = np.zeros((6, 120, 160), bool)
+    for m in masks[:5]:
+        y, x = rng.integers(0, 100, 2)
+        m[y:y + rng.integers(2, 60), x:x + rng.integers(2, 90)] = True
+    masks[5] = dense[7]  # a region itself
+    assert np.array_equal(lazy.iou(masks), mask_iou(masks, dense))
+    boxes = torch.tensor([[0.0, 0, 60, 50], [30, 20, 150, 110], [10, 10, 20, 20], [0, 0, 160, 120], [40, 40, 80, 90],
+                          [5, 5, 60, 60]])  # fmt: skip
+    fit = box_iou(boxes.numpy(), np.concatenate([region_boxes(x) for x in labels]))
+    m = torch.from_numpy(masks)
+    for kw in ({}, {"box_fit": fit, "box_weight": 0.5}):
+        assert torch.equal(snap(m, lazy, labels[0], 0.4, 0.6, **kw), snap(m, dense, labels[0], 0.4, 0.6, **kw))
+    assert snap(m[:0], lazy).shape == (0, 120, 160) and lazy[np.zeros(0, int)].shape == (0, 120, 160)
+
+
 def test_region_boxes_bound_each_id_of_a_label_map_or_a_stack():
     labels = np.zeros((2, 5, 6), np.int64)
     labels[0, 1:3, 2:5] = 1

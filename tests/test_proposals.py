@@ -94,6 +94,67 @@ def test_each_scale_has_its_own_cache(small):
         P.load(small, "syn_999999", "fast", 0.5)
 
 
+def test_a_read_only_root_keeps_its_caches_elsewhere(small, tmp_path, monkeypatch):
+    from wsis.data import segments
+    from wsis.data.cache import cache_root
+
+    shared = tmp_path / "shared"
+    shutil.copytree(small / "JPEGImages", shared / "JPEGImages")
+    shutil.copytree(small / "ImageSets", shared / "ImageSets")
+    assert cache_root(shared) == shared  # writable: the caches beside the images, as always
+    monkeypatch.setenv("WSIS_CACHE", str(tmp_path / "cache"))
+    shared.chmod(0o555)  # a shared data set; the mode bits count for the superuser too
+    try:
+        folder = P.compute(shared, "val", jobs=1, progress=False)
+        image_id = VOCDataset(shared, "val").image_ids[0]
+        assert folder.parent.parent == cache_root(shared) and cache_root(shared).parent == tmp_path / "cache"
+        assert P.load(shared, image_id).shape[1] == 4 and not (shared / "proposals").exists()
+        assert segments.cache_path(shared, image_id).is_relative_to(tmp_path / "cache")
+        other = tmp_path / "other" / "shared"  # another data set of the same name: another folder
+        other.mkdir(parents=True)
+        other.chmod(0o555)
+        assert cache_root(other) != cache_root(shared) and cache_root(other).name.startswith("shared-")
+    finally:
+        shared.chmod(0o755)
+
+
+def _iou(a, b):
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return w * h / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h)
+
+
+def test_recall_counts_the_boxes_a_proposal_overlaps(small, tmp_path, capsys):
+    from wsis.data.cache import save_atomic
+
+    root = tmp_path / "d"
+    shutil.copytree(small, root, ignore=shutil.ignore_patterns("proposals", "segments"))
+    data = VOCDataset(root, "val")
+    folder = P.cache_dir(root, "fast")
+    folder.mkdir(parents=True)
+    (folder / P.ORDER_STAMP).touch()  # written by hand: no order to warn of
+    expected = {0.5: 0, 0.7: 0}
+    total = 0
+    for image_id in data.image_ids:
+        _, gt, ignore = data.objects(image_id)
+        gt = gt[~ignore].numpy()
+        shrunk = gt[:1] - np.array([0, 0, 0.25, 0.25]) * np.tile(gt[:1, 2:] - gt[:1, :2], 2)  # IoU 0.75^2, inside
+        placed = np.concatenate([gt[1:2], shrunk])
+        junk = np.tile([[0, 0, 9, 9]], (150, 1)) + np.arange(150)[:, None]  # small boxes in a corner
+        save_atomic(folder / f"{image_id}.npy", np.concatenate([junk, placed]).astype(np.float32))
+        for t in expected:  # a loop over the boxes: a neighbour may overlap a placed box too
+            expected[t] += sum(max(_iou(g, p) for p in placed) >= t for g in gt)
+        total += len(gt)
+    assert 0 < expected[0.7] < expected[0.5] < total  # the shrunk box counts at 0.5 only
+    r = P.recall(root, "val", "fast")
+    assert r["boxes"] == total
+    assert r["R@100/0.5"] == r["R@100/0.7"] == 0  # the placed boxes lie after the 150 junk boxes
+    assert r["R@300/0.5"] == r["R@2000/0.5"] == pytest.approx(100 * expected[0.5] / total)
+    assert r["R@300/0.7"] == pytest.approx(100 * expected[0.7] / total)
+    P.main(["--root", str(root), "--split", "val", "--recall"])
+    assert f"recall of {total} ground-truth boxes: R@100/0.5 0.0" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("scale", [0, -1, 5, float("nan")])
 def test_a_bad_scale_is_named(scale):
     from wsis import config as config_lib

@@ -128,6 +128,10 @@ def test_the_shipped_configs_load(tmp_path):
     paper = config_lib.load(configs / "voc2012_r50.yaml")
     assert paper.model.backbone.name == "resnet50_gn" and paper.solver.max_iter == 120000 and paper.solver.steps == (90000,)
     assert (paper.test.masks, paper.test.mask_threshold) == ("mean", paper.model.xi)  # Eq.10 as printed
+    with pytest.raises(ValueError, match="data.classes='voc' selects the classes of a YOLO-format root: set data.root"):
+        config_lib.load(configs / "coco128_voc.yaml")  # the photos' config needs their root
+    photos = config_lib.load(configs / "coco128_voc.yaml", ["data.root=photos"])
+    assert photos.data.classes == "voc" and photos.model == config_lib.Config().model
 
 
 def test_step_schedule():

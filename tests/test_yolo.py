@@ -164,6 +164,7 @@ def test_train_evaluate_and_predict_on_a_yolo_root(tiny_root, tmp_path):
     run = train.run(tiny_config(root, tmp_path / "run"))
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["num_images"] == len(val) and set(metrics["per_class"]["CorLoc"]) == set(classes)
+    assert metrics["val_images_in_training"] == 0
     evaluate.main(["--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(root), "--split", "val",
                    "--out", str(tmp_path / "again"), "test.postprocess=none"])  # fmt: skip
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
@@ -232,5 +233,6 @@ def test_a_few_iterations_on_real_photos_train_and_evaluate(tmp_path):
     run = train.run(cfg)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["num_images"] == 6 and list(metrics["per_class"]["CorLoc"]) == ["person"]
+    assert metrics["val_images_in_training"] == 6  # one list for both splits: the run says it is transductive
     assert all(np.isfinite(v) for k, v in metrics.items() if k in ("mAP@0.5", "det_mAP@0.5", "CorLoc"))
     assert (root / "proposals").is_dir() and not (COCO128 / "proposals").exists()

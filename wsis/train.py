@@ -61,8 +61,10 @@ class RunEvaluation:
     (every metric, CorLoc on test.corloc_split, test.postprocess beside the model's own masks;
     metrics.json, predictions.json and pictures in the run folder)."""
 
-    def __init__(self, cfg: config_lib.Config, root: Path, run: RunFolder, device, classes: List[str]):
+    def __init__(self, cfg: config_lib.Config, root: Path, run: RunFolder, device, classes: List[str],
+                 seen_in_training: int = 0):  # fmt: skip
         self.cfg, self.root, self.run, self.device, self.classes = cfg, root, run, device, classes
+        self.seen_in_training = seen_in_training  # val images that are training images too
 
     def __call__(self, model, iteration: int) -> float:
         m, _, _ = evaluate_model(model, self.cfg, self.root, self.cfg.data.val_split, None, self.device,
@@ -73,12 +75,21 @@ class RunEvaluation:
         cfg = self.cfg
         m, dets, data = evaluate_model(model, cfg, self.root, cfg.data.val_split, cfg.test.corloc_split or None,
                                        self.device, cfg.test.postprocess)  # fmt: skip
+        m["val_images_in_training"] = self.seen_in_training
         write(self.run.root, m, dets, data)
         post = postprocess_detections(cfg.test.postprocess, data.image_path, cfg.test, data.root)
         save_pictures(dets, data.image_path, self.classes, self.run.pictures, post=post)
         print(table(m))
+        if self.seen_in_training:
+            print(transductive_note(self.seen_in_training, len(data.image_ids), cfg.data))
         record_eval(self.run, iteration, m["mAP@0.5"])  # the last point of the curve
         return m
+
+
+def transductive_note(shared: int, total: int, d: config_lib.DataConfig) -> str:
+    return (f"evaluation: {shared} of the {total} images of {d.val_split} are training images of {d.train_split}: "
+            "the figures are transductive (as WSOD's CorLoc on trainval): their image-level labels were trained on, "
+            "their boxes and masks never were")
 
 
 def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
@@ -88,6 +99,7 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
     distributed.set_deterministic(cfg.deterministic)
     run = RunFolder(cfg.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     say = print if world.main else (lambda *a, **k: None)
+    seen = 0  # val images that are training images too (rank 0 finds them)
     try:
         if world.main:
             # Unreachable weights fail here, in seconds, before a run folder exists.
@@ -103,8 +115,11 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
             # bad files stop here
             train_data = scan(root, d.train_split, d.proposal_mode, d.min_box, scale=d.proposal_scale, classes=d.classes)
             if cfg.evaluate:  # and those that would stop the evaluation at the end
-                scan(root, d.val_split, d.proposal_mode, d.min_box, ground_truth=True, scale=d.proposal_scale,
-                     classes=d.classes)
+                val_data = scan(root, d.val_split, d.proposal_mode, d.min_box, ground_truth=True,
+                                scale=d.proposal_scale, classes=d.classes)
+                seen = len(set(train_data.image_ids) & set(val_data.image_ids))
+                if seen:
+                    say(transductive_note(seen, len(val_data.image_ids), d))
             if cfg.model.snap_pseudo_masks:  # once the images are known to decode
                 segments.compute(root, cfg.data.train_split)
             if cfg.evaluate and cfg.test.postprocess == "segments":  # computed in the pool, read by the evaluation
@@ -117,7 +132,7 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
         if not world.main:  # rank 0 made the data; the others only need its root
             root = prepare(cfg.data, [], progress=False)
         trainer = Trainer(cfg, run, root, world, device)
-        evaluation = RunEvaluation(cfg, root, run, device, trainer.classes) if cfg.evaluate else None
+        evaluation = RunEvaluation(cfg, root, run, device, trainer.classes, seen) if cfg.evaluate else None
         trainer.evaluate = evaluation
         if resume:
             trainer.resume()

@@ -1,8 +1,11 @@
 """Per-image arrays computed once and cached as files (proposals, graph segments).
 
 Each file is written to a temporary name and renamed, so an interrupted run leaves no partial file
-and the next run computes only what is missing.
+and the next run computes only what is missing. The caches live under the data set's root, or, where
+that folder is read-only (a shared data set), under `$WSIS_CACHE` (default `~/.cache/wsis`), in a
+folder named after the root's name and a digest of its absolute path.
 """
+import hashlib
 import os
 from multiprocessing import get_context
 from pathlib import Path
@@ -11,6 +14,17 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple
 import numpy as np
 
 from ..progress import Progress
+
+
+def cache_root(root: Path) -> Path:
+    """Where the caches of the data set at `root` live: `root` itself, unless it is read-only."""
+    root = Path(root)
+    # the mode bits too: the superuser may write into a folder that denies it to everyone
+    if not root.exists() or (root.stat().st_mode & 0o222 and os.access(root, os.W_OK)):
+        return root
+    where = root.resolve()
+    base = Path(os.environ.get("WSIS_CACHE") or Path.home() / ".cache" / "wsis")
+    return base / f"{where.name}-{hashlib.sha1(str(where).encode()).hexdigest()[:8]}"
 
 
 def save_atomic(path: Path, array: np.ndarray) -> None:

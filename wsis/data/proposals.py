@@ -1,6 +1,10 @@
 """Selective Search proposals: computed once per image, cached, filtered when loaded.
 
     python -m wsis.data.proposals --root DIR --split S [--mode fast|quality|single] [--scale F] [--jobs N]
+                                  [--recall] [--classes C]
+
+`--recall` then prints the share of the split's ground-truth boxes that one of the first 100, 300
+and 2,000 boxes (after `filter_boxes`, as training loads them) overlaps at IoU 0.5 and 0.7.
 
 The cache is one float32 `.npy` per image, `ROOT/proposals/selective_search_<mode>/<id>.npy`
 (`selective_search_<mode>_x<scale>` for a `scale` other than 1), raw boxes `[N, 4]` (x1, y1, x2,
@@ -24,13 +28,15 @@ import ctypes
 import ctypes.util
 import os
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+import torch
 
-from .cache import compute_missing
+from .cache import cache_root, compute_missing
 from .formats import open_split
 
 MODES = ("fast", "quality", "single")
@@ -63,7 +69,7 @@ def check_scale(scale: float) -> None:
 
 def cache_dir(root: Path, mode: str, scale: float = 1.0) -> Path:
     suffix = "" if scale == 1 else f"_x{scale:g}"
-    return Path(root) / "proposals" / f"selective_search_{mode}{suffix}"
+    return cache_root(root) / "proposals" / f"selective_search_{mode}{suffix}"
 
 
 def cache_path(root: Path, image_id: str, mode: str, scale: float = 1.0) -> Path:
@@ -151,6 +157,36 @@ def filter_boxes(boxes: np.ndarray, height: int, width: int, min_size: float = 8
     return boxes[np.sort(first)][:max_boxes]
 
 
+RECALL_TOPS = (100, 300, 2000)
+RECALL_IOUS = (0.5, 0.7)
+
+
+def recall(root: Path, split: str, mode: str = "fast", scale: float = 1.0, min_box: float = 8, classes: str = "",
+           tops: Sequence[int] = RECALL_TOPS, ious: Sequence[float] = RECALL_IOUS) -> Dict[str, float]:  # fmt: skip
+    """`{"R@<top>/<iou>": %}`: the share of the split's boxes (ignored ones left out) that one of the
+    first `top` cached proposals overlaps at IoU >= `iou`; `"boxes"`: how many there are."""
+    import torchvision
+
+    data = open_split(root, split, classes=classes)
+    best = {top: [] for top in tops}  # each ground-truth box's best IoU within the first `top` proposals
+    for image_id in data.image_ids:
+        _, gt, ignore = data.objects(image_id)
+        gt = gt[~ignore]
+        if not len(gt):
+            continue
+        height, width = data.image_size(image_id)
+        boxes = torch.from_numpy(filter_boxes(load(root, image_id, mode, scale), height, width, min_box, max(tops)))
+        iou = torchvision.ops.box_iou(gt, boxes) if len(boxes) else torch.zeros(len(gt), 0)
+        for top in tops:
+            best[top].append(iou[:, :top].amax(1) if iou.shape[1] else torch.zeros(len(gt)))
+    out = {"boxes": float(sum(len(b) for b in best[tops[0]]))}
+    for top in tops:
+        hits = torch.cat(best[top]) if best[top] else torch.zeros(0)
+        for t in ious:
+            out[f"R@{top}/{t:g}"] = 100.0 * float((hits >= t).float().mean()) if len(hits) else float("nan")
+    return out
+
+
 def load_mat(path: Path, image_ids: Sequence[str]) -> Dict[str, np.ndarray]:
     """Boxes of a Fast R-CNN / OICR / PCL Selective Search `.mat` (`boxes`: one `[k, 4]` array an
     image in 1-based inclusive (y1, x1, y2, x2); `images`: the image names), converted to
@@ -179,15 +215,28 @@ def load_mat(path: Path, image_ids: Sequence[str]) -> Dict[str, np.ndarray]:
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m wsis.data.proposals", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", required=True, type=Path, help="the VOC-format tree")
-    parser.add_argument("--split", required=True, help="an ImageSets/Segmentation split, e.g. train")
+    parser.add_argument("--root", required=True, type=Path, help="the data set: a VOC tree, a YOLO root or COCO's image folder")
+    parser.add_argument("--split", required=True, help="a split of it, e.g. train (VOC's list, a YOLO split, a COCO .json)")
     parser.add_argument("--mode", choices=MODES, default="fast", help="Selective Search mode (default: fast)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="resize the images by this before Selective Search (data.proposal_scale; default: 1)")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--recall", action="store_true",
+                        help="then print the recall of the ground-truth boxes within the first 100, 300 and 2000 boxes")
+    parser.add_argument("--classes", default="", help="with a YOLO root: data.classes (e.g. voc)")
     args = parser.parse_args(argv)
     try:
+        todo = sum(not cache_path(args.root, i, args.mode, args.scale).is_file()
+                   for i in open_split(args.root, args.split).image_ids)  # fmt: skip
+        start = time.perf_counter()
         folder = compute(args.root, args.split, args.mode, args.jobs, scale=args.scale)
+        if todo:
+            jobs = args.jobs or os.cpu_count() or 1
+            print(f"{todo} images in {time.perf_counter() - start:.1f} s with {jobs} processes: "
+                  f"{(time.perf_counter() - start) * min(jobs, todo) / todo:.2f} s an image on one core")
+        if args.recall:
+            r = recall(args.root, args.split, args.mode, args.scale, classes=args.classes)
+            print(f"recall of {r.pop('boxes'):.0f} ground-truth boxes: " + ", ".join(f"{k} {v:.1f}" for k, v in r.items()))
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     print(f"proposals in {folder}")

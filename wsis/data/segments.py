@@ -9,7 +9,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .cache import compute_missing
+from .cache import cache_root, compute_missing
 from .formats import open_split
 
 GRAPH_KS = (100, 300, 1000)  # the granularities of the graph segments, finest first
@@ -70,7 +70,7 @@ def segment_ids(image: np.ndarray, ks: Sequence[float] = GRAPH_KS) -> np.ndarray
 
 
 def cache_path(root: Path, image_id: str) -> Path:
-    return Path(root) / "segments" / "graph" / f"{image_id}.npz"
+    return cache_root(root) / "segments" / "graph" / f"{image_id}.npz"
 
 
 def _segment_ids_one_thread(image_path: Path) -> np.ndarray:

@@ -20,13 +20,13 @@ users without MCG, from OpenCV's graph-based segmentation at several granulariti
 """
 import dataclasses
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from ..config import TestConfig
-from ..data.segments import GRAPH_KS, cached_labels, covered_regions, graph_labels, label_regions, region_boxes
+from ..data.segments import GRAPH_KS, cached_labels, covered_regions, graph_labels, region_boxes
 from ..inference import Detections, fill_boxes
 from .metrics import box_iou, mask_iou
 
@@ -58,7 +58,40 @@ def superpixel_vote(masks: torch.Tensor, superpixels: np.ndarray, cover: float) 
     return torch.from_numpy(np.stack([covered_regions(m, superpixels, cover)[superpixels] for m in masks.numpy()]))
 
 
-def snap(masks: torch.Tensor, segments: np.ndarray, superpixels: Optional[np.ndarray] = None,
+class LabelSegments:
+    """The segment proposals of label maps `[H, W]` (one a granularity, ids 0..max): the regions of
+    `label_regions` of each map, concatenated in order, never stored densely. An image of a few
+    hundred thousand pixels has hundreds of regions a map: their IoU with a few masks comes from
+    one `bincount` a mask and map, not a product over every region's pixels."""
+
+    def __init__(self, labels: Sequence[np.ndarray]):
+        self.labels = [np.asarray(x) for x in labels]
+        counts = [int(x.max()) + 1 if x.size else 0 for x in self.labels]
+        self.starts = np.cumsum([0] + counts)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def iou(self, masks: np.ndarray) -> np.ndarray:
+        """`mask_iou(masks, regions)`, to the last bit (the same float32 arithmetic on the same counts)."""
+        inter = np.zeros((len(masks), len(self)), np.float32)
+        area = np.zeros(len(self), np.float32)
+        for x, start, stop in zip(self.labels, self.starts[:-1], self.starts[1:]):
+            ids = x.ravel()
+            area[start:stop] = np.bincount(ids, minlength=stop - start)
+            for i, m in enumerate(masks):
+                inter[i, start:stop] = np.bincount(ids, weights=m.ravel(), minlength=stop - start)
+        union = masks.reshape(len(masks), -1).sum(1, dtype=np.float32)[:, None] + area[None] - inter
+        return (inter / np.maximum(union, 1)).astype(np.float64)
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        """The regions at `index` (into the concatenation), bool `[len(index), H, W]`."""
+        level = np.searchsorted(self.starts, index, side="right") - 1
+        return np.stack([self.labels[g] == i - self.starts[g] for g, i in zip(level, index)]) if len(index) else \
+            np.zeros((0,) + self.labels[0].shape, bool)
+
+
+def snap(masks: torch.Tensor, segments: Union[np.ndarray, LabelSegments], superpixels: Optional[np.ndarray] = None,
          superpixel_iou: float = 0.0, superpixel_cover: float = 0.6, box_fit: Optional[np.ndarray] = None,
          box_weight: float = 0.0) -> torch.Tensor:  # fmt: skip
     """Each mask replaced by the segment of highest IoU with it (kept as is when none overlaps); with
@@ -68,13 +101,13 @@ def snap(masks: torch.Tensor, segments: np.ndarray, superpixels: Optional[np.nda
     keeps any pixel)."""
     if len(masks) == 0 or len(segments) == 0:
         return masks
-    iou = mask_iou(masks.numpy(), segments)
+    iou = segments.iou(masks.numpy()) if isinstance(segments, LabelSegments) else mask_iou(masks.numpy(), segments)
     best = torch.from_numpy(iou.max(1))
     rank = iou if box_fit is None else np.where(iou > 0, iou + box_weight * box_fit, -1.0)
     idx = torch.from_numpy(rank.argmax(1))
     out = masks.clone()
     hit = best > 0
-    out[hit] = torch.from_numpy(segments)[idx[hit]]
+    out[hit] = torch.from_numpy(segments[idx[hit].numpy()])
     weak = best < superpixel_iou
     if superpixels is not None and weak.any():
         voted = superpixel_vote(masks[weak], superpixels, superpixel_cover)
@@ -137,7 +170,7 @@ def make_postprocess(spec: str, image_path: Callable[[str], Path], superpixel_io
                 with Image.open(image_path(image_id)) as im:
                     rgb = np.asarray(im.convert("RGB"))
                 labels = [graph_labels(rgb, k) for k in GRAPH_KS]  # finest first
-            segments = np.concatenate([label_regions(x) for x in labels])
+            segments = LabelSegments(labels)
             fit = None
             if box_weight > 0:
                 fit = box_iou(det.boxes.numpy(), np.concatenate([region_boxes(x) for x in labels]))
