@@ -112,6 +112,34 @@ def test_score_reads_the_difficult_flags_from_the_xml(tmp_path):
     assert m["per_class"]["mAP@0.5"]["person"] == pytest.approx(100.0)  # the masks carry no difficult flag
 
 
+def test_the_whole_image_baseline(tmp_path, capsys):
+    """One detection a present class, the whole image: CorLoc counts the images where an object of the
+    class fills at least half the image (a box inside the image has IoU = its share of the area)."""
+    from wsis.data.synthetic import Settings, generate
+    from wsis.data.voc import VOCDataset
+
+    root = generate(tmp_path / "d", Settings(num_train=0, num_val=8, min_image=96, max_image=96, min_object=40,
+                                             max_object=92, max_instances=2), progress=False)  # fmt: skip
+    evaluate.main(["--whole-image", "--data", str(root), "--split", "val", "--out", str(tmp_path / "w")])
+    m = json.loads((tmp_path / "w" / "metrics.json").read_text())
+    assert "CorLoc" in capsys.readouterr().out
+    data = VOCDataset(root, "val")
+    found, present = np.zeros(len(data.classes)), np.zeros(len(data.classes))
+    for image_id in data.image_ids:
+        h, w = data.image_size(image_id)
+        classes, boxes, difficult = data.objects(image_id)
+        share = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / (h * w)).tolist()
+        for c in set(classes[~difficult].tolist()):
+            present[c - 1] += 1
+            found[c - 1] += any(s >= 0.5 for k, s, d in zip(classes.tolist(), share, difficult.tolist()) if k == c and not d)
+    assert 0 < found.sum() < present.sum()  # objects that fill the image and objects that do not
+    for name, f, p in zip(data.classes, found, present):
+        assert m["per_class"]["CorLoc"][name] == pytest.approx(100 * f / p) if p else np.isnan(m["per_class"]["CorLoc"][name])
+    with pytest.raises(SystemExit):
+        evaluate.main(["--whole-image"])  # which data?
+    assert "--whole-image needs --data ROOT" in capsys.readouterr().err
+
+
 def test_mask_ap_equals_pycocotools():
     """Same number where both define it: one IoU threshold, COCO's 101-point sampling
     (`points=101`), no crowd regions, at most 100 predictions an image, area range 'all', and each

@@ -1,11 +1,13 @@
 """python -m wsis.evaluate --checkpoint CKPT [--data ROOT] [--split val] [--tta] [--postprocess ...] [key=value ...]
 python -m wsis.evaluate --predictions FILE.json --data ROOT [--split val] [--postprocess ...] [test.key=value ...]
 python -m wsis.evaluate --checkpoint CKPT --oracle-boxes [--split val]
+python -m wsis.evaluate --whole-image --data ROOT [--split val] [data.classes=...]
 
 Scores a checkpoint (mAP^r at 0.25/0.5/0.75, ABO and detection mAP@0.5 on `--split`, CorLoc on
 `--corloc-split`, by default the config's `test.corloc_split`) or a COCO-format predictions file made by
 any tool. Prints a table and writes `metrics.json` and `predictions.json` (COCO results format
-with RLE masks) into `--out`. `--oracle-boxes` scores the mask path alone, on the ground-truth boxes. The work is `wsis.evaluation`'s; this is its command line.
+with RLE masks) into `--out`. `--oracle-boxes` scores the mask path alone, on the ground-truth boxes; `--whole-image` the simplest
+baseline, the whole image as the one box and mask of each class an image holds. The work is `wsis.evaluation`'s; this is its command line.
 """
 import argparse
 import json
@@ -19,7 +21,7 @@ from .data.formats import open_split
 from .data.prepare import synthetic_root
 from .engine.checkpoint import load_model
 from .evaluation import (check_postprocess, evaluate_model, from_coco, oracle_box_metrics, oracle_table,
-                         postprocessed_metrics, score, table, write)
+                         postprocessed_metrics, score, table, whole_image_detections, write)
 from .inference import TTA_OVERRIDES
 from .model.backbone import WeightsUnavailable
 
@@ -29,6 +31,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path, help="a checkpoint written by python -m wsis.train")
     src.add_argument("--predictions", type=Path, help="a COCO results JSON (any tool's) to score instead")
+    src.add_argument("--whole-image", action="store_true",
+                     help="score the baseline a detector must beat: the whole image as the one box and mask of each "
+                          "class present")  # fmt: skip
     parser.add_argument("--data", type=Path, help="VOC-format root (default: the checkpoint config's data)")
     parser.add_argument("--split", default="val", help="split with instance masks to score (default: val)")
     parser.add_argument("--corloc-split", help="split for CorLoc ('none': the --split; default: the config's "
@@ -46,19 +51,20 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.oracle_boxes and args.predictions:
         parser.error("--oracle-boxes needs --checkpoint: it runs the model's mask path")
     try:
-        if args.predictions:
+        if args.predictions or args.whole_image:
             if not args.data:
-                parser.error("--predictions needs --data ROOT")
-            test = config_lib.load(None, args.overrides).test  # the post-processing's settings
+                parser.error(f"{'--predictions' if args.predictions else '--whole-image'} needs --data ROOT")
+            # the post-processing's settings and data.classes
+            cfg = config_lib.load(None, [*args.overrides, f"data.root={args.data}"])
             post = args.postprocess or "none"
             check_postprocess(post)
-            data = open_split(args.data, args.split)
-            dets = from_coco(args.predictions, data)
+            data = open_split(args.data, args.split, classes=cfg.data.classes)
+            dets = from_coco(args.predictions, data) if args.predictions else whole_image_detections(data)
             m = score(dets, data, None, None)
             m["split"], m["corloc_split"] = args.split, args.split
             if post != "none":
-                m["postprocessed"] = postprocessed_metrics(dets, data, post, test)
-            out = args.out or args.predictions.parent
+                m["postprocessed"] = postprocessed_metrics(dets, data, post, cfg.test)
+            out = args.out or (args.predictions.parent if args.predictions else Path("runs") / f"whole_image_{Path(args.split).stem}")
             write(out, m)
         else:
             overrides = list(args.overrides) + (list(TTA_OVERRIDES) if args.tta else [])

@@ -52,6 +52,18 @@ def score(dets: Dict[str, Detections], data, corloc_dets: Optional[Dict[str, Det
     return {k: m[k] for k in order} | {k: v for k, v in m.items() if k not in order}
 
 
+def whole_image_detections(data) -> Dict[str, Detections]:
+    """The simplest baseline a detector must beat: in each image, one detection a class present
+    (the image-level labels training has), the whole image as its box and its mask."""
+    dets = {}
+    for image_id in data.image_ids:
+        height, width = data.image_size(image_id)
+        classes = torch.nonzero(data.labels(image_id)).flatten() + 1
+        boxes = torch.tensor([[0.0, 0.0, width, height]]).repeat(len(classes), 1)
+        dets[image_id] = Detections(boxes, classes, torch.ones(len(classes)), fill_boxes(boxes, height, width))
+    return dets
+
+
 def table(m: Dict[str, object]) -> str:
     keys = ["mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "CorLoc"]
     lines = [" | ".join(f"{k:>11}" for k in keys), " | ".join(f"{m[k]:>11.1f}" for k in keys)]
