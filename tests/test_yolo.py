@@ -59,6 +59,29 @@ def test_ids_labels_objects_and_masks(tmp_path):
     assert label_path(Path("d/images/x/images/train/a.jpg")) == Path("d/images/x/labels/train/a.txt")
 
 
+def test_a_holdout_divides_a_split_and_keeps_ids_labels_and_a_read_only_root(tmp_path, capsys):
+    from wsis.data import holdout
+
+    images = {f"i{k}": ((40, 20), [f"{k % 2} {SQUARE}"]) for k in range(10)}
+    root = write_root(tmp_path / "y", ["person", "cat"], {"train": images})
+    root.chmod(0o555)  # the lists and the data.yaml go elsewhere
+    try:
+        holdout.main(["--root", str(root), "--holdout", "0.3", "--seed", "1", "--out", str(tmp_path / "h")])
+    finally:
+        root.chmod(0o755)
+    assert "7 images to train on (split train), 3 held out (split val)" in capsys.readouterr().out
+    whole = open_split(root, "train")
+    train, val = open_split(tmp_path / "h", "train"), open_split(tmp_path / "h", "val")
+    assert sorted(train.image_ids + val.image_ids) == whole.image_ids and not set(train.image_ids) & set(val.image_ids)
+    assert all(torch.equal(val.labels(i), whole.labels(i)) for i in val.image_ids)  # the ids of the root's own data.yaml
+    again = holdout.write_holdout(root, "train", tmp_path / "h2", 0.3, seed=1)
+    assert again == (train.image_ids, val.image_ids)  # a function of the seed
+    assert holdout.write_holdout(root, "train", tmp_path / "h3", 0.3, seed=2)[1] != val.image_ids
+    with pytest.raises(SystemExit):
+        holdout.main(["--root", str(root), "--holdout", "1", "--out", str(tmp_path / "h4")])
+    assert "--holdout must lie in (0, 1), got 1.0" in capsys.readouterr().err
+
+
 def test_class_selection_subsets_and_voc_names(tmp_path):
     names = ["person", "airplane", "dining table", "giraffe", "tv"]
     kept, index = select_classes(names, "voc")
