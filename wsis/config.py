@@ -186,7 +186,10 @@ class SolverConfig:
     max_iter: int = 1200
     steps: Tuple[int, ...] = (1000,)  # the lr is multiplied by gamma at each
     gamma: float = 0.1
-    warmup_iters: int = 50  # linear warm-up from warmup_factor * lr
+    # linear warm-up from warmup_factor * lr. 300, not 50: after a 50-iteration warm-up MIDN's loss
+    # peaked at iterations 60-80 and 2 of 8 runs of a seed x precision grid never recovered
+    # (docs/RESULTS.md, robustness)
+    warmup_iters: int = 300
     warmup_factor: float = 0.1
     clip_grad_norm: float = 0.0  # 0: no clipping
     # A warm start for the community: the IMG, segmentation and box-regression terms of Eq.2 stay out
