@@ -316,8 +316,8 @@ class Config:
         if self.data.train_boxes < 0:
             raise ValueError(f"data.train_boxes must be >= 0 (0: every proposal), got {self.data.train_boxes}")
         if self.data.classes and not self.data.root:
-            raise ValueError(f"data.classes={self.data.classes!r} selects the classes of a YOLO-format root: set data.root "
-                             "to one (the folder of its data.yaml)")  # fmt: skip
+            raise ValueError(f"data.classes={self.data.classes!r} selects the classes of a YOLO-format root: set "
+                             "data.root to one (the folder of its data.yaml)")  # fmt: skip
         if not self.data.scales:
             raise ValueError("data.scales must name at least one scale")
         coco = [k for k in ("train_split", "val_split") if str(getattr(self.data, k)).lower().endswith(".json")]

@@ -6,8 +6,9 @@ python -m wsis.evaluate --whole-image --data ROOT [--split val] [data.classes=..
 Scores a checkpoint (mAP^r at 0.25/0.5/0.75, ABO and detection mAP@0.5 on `--split`, CorLoc on
 `--corloc-split`, by default the config's `test.corloc_split`) or a COCO-format predictions file made by
 any tool. Prints a table and writes `metrics.json` and `predictions.json` (COCO results format
-with RLE masks) into `--out`. `--oracle-boxes` scores the mask path alone, on the ground-truth boxes; `--whole-image` the simplest
-baseline, the whole image as the one box and mask of each class an image holds. The work is `wsis.evaluation`'s; this is its command line.
+with RLE masks) into `--out`. `--oracle-boxes` scores the mask path alone, on the ground-truth
+boxes; `--whole-image` the simplest baseline, the whole image as the one box and mask of each class
+an image holds. The work is `wsis.evaluation`'s; this is its command line.
 """
 import argparse
 import json
@@ -64,7 +65,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             m["split"], m["corloc_split"] = args.split, args.split
             if post != "none":
                 m["postprocessed"] = postprocessed_metrics(dets, data, post, cfg.test)
-            out = args.out or (args.predictions.parent if args.predictions else Path("runs") / f"whole_image_{Path(args.split).stem}")
+            default = args.predictions.parent if args.predictions else Path("runs") / f"whole_image_{Path(args.split).stem}"
+            out = args.out or default
             write(out, m)
         else:
             overrides = list(args.overrides) + (list(TTA_OVERRIDES) if args.tta else [])

@@ -218,4 +218,3 @@ class YOLODataset:
 
     def category_index(self, result_category_id) -> int:
         return result_category_id if 1 <= result_category_id <= len(self.classes) else 0
-
