@@ -140,6 +140,41 @@ def test_the_whole_image_baseline(tmp_path, capsys):
     assert "--whole-image needs --data ROOT" in capsys.readouterr().err
 
 
+def test_visualize_draws_the_ground_truth_beside_the_predictions(tmp_path, capsys):
+    from wsis import visualize
+    from wsis.data.voc import VOCDataset
+    from wsis.evaluation import to_coco
+    from wsis.inference import Detections
+
+    hand_written_voc(tmp_path / "d")
+    data = VOCDataset(tmp_path / "d", "val")
+    (image_id,) = data.image_ids
+    inst = data.instances(image_id)
+    dog = inst.classes == data.classes.index("dog") + 1  # the dog predicted at 0.9, the person at 0.1
+    det = Detections(inst.boxes, inst.classes, torch.where(dog, 0.9, 0.1), inst.masks)
+    (tmp_path / "p.json").write_text(json.dumps(to_coco({image_id: det}, data)))
+    image = np.asarray(Image.open(data.image_path(image_id)).convert("RGB")).astype(int)
+    h, w = image.shape[:2]
+
+    def halves(min_score):
+        out = tmp_path / f"pics{min_score}"
+        visualize.main(["--predictions", str(tmp_path / "p.json"), "--data", str(tmp_path / "d"), "--out", str(out),
+                        "--min-score", str(min_score)])  # fmt: skip
+        assert "1 pictures (ground truth | predictions)" in capsys.readouterr().out
+        picture = np.asarray(Image.open(out / f"{image_id}.png").convert("RGB")).astype(int)
+        assert picture.shape == (h, 2 * w + 4, 3)
+        return picture[:, :w], picture[:, w + 4:]
+
+    truth, nothing = halves(2)
+    assert not np.array_equal(truth, image) and np.array_equal(nothing, image)  # the truth drawn; no detection
+    assert np.array_equal(halves(0.5)[0], truth)
+    assert not np.array_equal(halves(0.5)[1], halves(0.05)[1])  # the person's 0.1 drawn at 0.05 only
+    with pytest.raises(SystemExit):
+        visualize.main(["--predictions", str(tmp_path / "p.json"), "--data", str(tmp_path / "d"), "--ids", "nope",
+                        "--out", str(tmp_path / "x")])  # fmt: skip
+    assert "--ids: not images of val: ['nope']" in capsys.readouterr().err
+
+
 def test_mask_ap_equals_pycocotools():
     """Same number where both define it: one IoU threshold, COCO's 101-point sampling
     (`points=101`), no crowd regions, at most 100 predictions an image, area range 'all', and each

@@ -1,16 +1,26 @@
-"""Pictures of detections: masks in colour, boxes, class names and scores over the image."""
+"""Pictures of detections: masks in colour, boxes, class names and scores over the image.
+
+    python -m wsis.visualize --predictions FILE.json --data ROOT [--split val] [--count 8 | --ids ID ...]
+                             [--min-score 0.3] --out DIR [data.classes=...]
+
+draws each image's ground truth (left) beside the detections of a COCO results file (right), as
+detectron2's visualize_json_results: a run's `predictions.json` against its data, or any tool's.
+"""
+import argparse
 import json
+import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 from .data.palette import voc_palette
 from .inference import Detections
 
 
-def overlay(image: Image.Image, det: Detections, classes: List[str], min_score: float) -> Image.Image:
+def overlay(image: Image.Image, det: Detections, classes: List[str], min_score: float, scores: bool = True) -> Image.Image:
     rgb = np.asarray(image.convert("RGB")).astype(np.float32)
     palette = np.array(voc_palette()).reshape(-1, 3)[1:]
     keep = [i for i in range(len(det.scores)) if det.scores[i] >= min_score]
@@ -24,7 +34,7 @@ def overlay(image: Image.Image, det: Detections, classes: List[str], min_score: 
         colour = tuple(int(v) for v in palette[n % len(palette)])
         x1, y1, x2, y2 = det.boxes[i].tolist()
         draw.rectangle([x1, y1, x2 - 1, y2 - 1], outline=colour, width=2)
-        label = f"{classes[int(det.classes[i]) - 1]} {float(det.scores[i]):.2f}"
+        label = classes[int(det.classes[i]) - 1] + (f" {float(det.scores[i]):.2f}" if scores else "")
         tw = draw.textlength(label)
         draw.rectangle([x1, max(0, y1 - 12), x1 + tw + 4, max(12, y1)], fill=colour)
         draw.text((x1 + 2, max(0, y1 - 12)), label, fill=(255, 255, 255))
@@ -51,6 +61,56 @@ def save_pictures(dets: Dict[str, Detections], image_path: Callable[[str], Path]
             if post is not None:
                 picture = side_by_side(picture, overlay(im, post(image_id, dets[image_id]), classes, min_score))
         picture.save(out / f"{image_id.replace('/', '_')}.png")
+
+
+def save_comparisons(dets: Dict[str, Detections], data, image_ids: Sequence[str], out: Path,
+                     min_score: float = 0.3) -> List[Path]:  # fmt: skip
+    """`<id>.png` in `out` for each of `image_ids`: the split's ground truth (left) beside `dets`
+    (right, those scoring at least `min_score`); returns the files."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for image_id in image_ids:
+        inst = data.instances(image_id)
+        truth = Detections(inst.boxes, inst.classes, torch.ones(len(inst.classes)), inst.masks)
+        det = dets.get(image_id, Detections(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), torch.zeros(0),
+                                            torch.zeros((0, *inst.void.shape), dtype=torch.bool)))  # fmt: skip
+        with Image.open(data.image_path(image_id)) as im:
+            picture = side_by_side(overlay(im, truth, list(data.classes), 0, scores=False),
+                                   overlay(im, det, list(data.classes), min_score))  # fmt: skip
+        files.append(out / f"{image_id.replace('/', '_')}.png")
+        picture.save(files[-1])
+    return files
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    from . import config as config_lib
+    from .data.formats import open_split
+    from .evaluation import from_coco
+
+    parser = argparse.ArgumentParser(prog="python -m wsis.visualize",
+                                     description="Ground truth beside the detections of a COCO results file.")  # fmt: skip
+    parser.add_argument("--predictions", required=True, type=Path, help="a COCO results JSON (a run's predictions.json)")
+    parser.add_argument("--data", required=True, type=Path, help="the data set root the predictions are of")
+    parser.add_argument("--split", default="val", help="its split (default: val)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--count", type=int, default=8, help="the first N images of the split, by id (default: 8)")
+    which.add_argument("--ids", nargs="+", help="these image ids instead")
+    parser.add_argument("--min-score", type=float, default=0.3, help="draw the detections scoring at least this")
+    parser.add_argument("--out", required=True, type=Path, help="where the pictures go")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. data.classes=voc for a YOLO root")
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_lib.load(None, [*args.overrides, f"data.root={args.data}"])
+        data = open_split(args.data, args.split, classes=cfg.data.classes)
+        unknown = [i for i in args.ids or [] if i not in set(data.image_ids)]
+        if unknown:
+            raise ValueError(f"--ids: not images of {args.split}: {unknown[:5]}")
+        files = save_comparisons(from_coco(args.predictions, data), data, args.ids or data.image_ids[: args.count],
+                                 args.out, args.min_score)  # fmt: skip
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(f"{len(files)} pictures (ground truth | predictions) in {args.out}")
 
 
 def save_curves(log: Path, out: Path) -> None:
@@ -84,3 +144,7 @@ def save_curves(log: Path, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
     plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
