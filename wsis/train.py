@@ -125,7 +125,8 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
                 segments.compute(root, cfg.data.train_split)
             if cfg.evaluate and cfg.test.postprocess == "segments":  # computed in the pool, read by the evaluation
                 segments.compute(root, cfg.data.val_split)
-            say(f"data: {root.resolve()}" + (f" (read-only: caches in {cache_root(root)})" if cache_root(root) != root else ""))
+            caches = cache_root(root)
+            say(f"data: {root.resolve()}" + (f" (read-only: caches in {caches})" if caches != root else ""))
             if train_data.skipped:
                 say(f"data: {train_data.skipped} images of {cfg.data.train_split} have no label (no non-crowd "
                     f"annotation) and are left out; {len(train_data)} remain")  # fmt: skip

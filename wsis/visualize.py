@@ -66,17 +66,16 @@ def save_pictures(dets: Dict[str, Detections], image_path: Callable[[str], Path]
 def save_comparisons(dets: Dict[str, Detections], data, image_ids: Sequence[str], out: Path,
                      min_score: float = 0.3) -> List[Path]:  # fmt: skip
     """`<id>.png` in `out` for each of `image_ids`: the split's ground truth (left) beside `dets`
-    (right, those scoring at least `min_score`); returns the files."""
+    (right, those scoring at least `min_score`; `from_coco` gives every image of the split its
+    entry); returns the files."""
     out.mkdir(parents=True, exist_ok=True)
     files = []
     for image_id in image_ids:
         inst = data.instances(image_id)
         truth = Detections(inst.boxes, inst.classes, torch.ones(len(inst.classes)), inst.masks)
-        det = dets.get(image_id, Detections(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), torch.zeros(0),
-                                            torch.zeros((0, *inst.void.shape), dtype=torch.bool)))  # fmt: skip
         with Image.open(data.image_path(image_id)) as im:
             picture = side_by_side(overlay(im, truth, list(data.classes), 0, scores=False),
-                                   overlay(im, det, list(data.classes), min_score))  # fmt: skip
+                                   overlay(im, dets[image_id], list(data.classes), min_score))  # fmt: skip
         files.append(out / f"{image_id.replace('/', '_')}.png")
         picture.save(files[-1])
     return files
@@ -102,7 +101,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     try:
         cfg = config_lib.load(None, [*args.overrides, f"data.root={args.data}"])
         data = open_split(args.data, args.split, classes=cfg.data.classes)
-        unknown = [i for i in args.ids or [] if i not in set(data.image_ids)]
+        known = set(data.image_ids)
+        unknown = [i for i in args.ids or [] if i not in known]
         if unknown:
             raise ValueError(f"--ids: not images of {args.split}: {unknown[:5]}")
         files = save_comparisons(from_coco(args.predictions, data), data, args.ids or data.image_ids[: args.count],
