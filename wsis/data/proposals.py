@@ -165,7 +165,7 @@ def recall(root: Path, split: str, mode: str = "fast", scale: float = 1.0, min_b
            tops: Sequence[int] = RECALL_TOPS, ious: Sequence[float] = RECALL_IOUS) -> Dict[str, float]:  # fmt: skip
     """`{"R@<top>/<iou>": %}`: the share of the split's boxes (ignored ones left out) that one of the
     first `top` cached proposals overlaps at IoU >= `iou`; `"boxes"`: how many there are."""
-    import torchvision
+    from ..ops import box_iou  # ours: the lean CPU-only install has no torchvision
 
     data = open_split(root, split, classes=classes)
     best = {top: [] for top in tops}  # each ground-truth box's best IoU within the first `top` proposals
@@ -176,7 +176,7 @@ def recall(root: Path, split: str, mode: str = "fast", scale: float = 1.0, min_b
             continue
         height, width = data.image_size(image_id)
         boxes = torch.from_numpy(filter_boxes(load(root, image_id, mode, scale), height, width, min_box, max(tops)))
-        iou = torchvision.ops.box_iou(gt, boxes) if len(boxes) else torch.zeros(len(gt), 0)
+        iou = box_iou(gt.float(), boxes.float())
         for top in tops:
             best[top].append(iou[:, :top].amax(1) if iou.shape[1] else torch.zeros(len(gt)))
     out = {"boxes": float(sum(len(b) for b in best[tops[0]]))}
