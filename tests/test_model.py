@@ -132,7 +132,8 @@ def by_hand(model, cfg, rois, counts, labels, out):
                                      ("model.snap_pseudo_masks=true",),  # the CPU default
                                      ("model.snap_pseudo_masks=true", "model.snap_superpixel_iou=1.0"),  # superpixels wherever they cover
                                      ("model.pseudo_seeds=mist", "model.seed_top=0.5"),  # several seeds per class
-                                     ("model.pseudo_seeds=pcl", "model.seed_top=0.5")])  # a cluster centre per class
+                                     ("model.pseudo_seeds=pcl", "model.seed_top=0.5"),  # a cluster centre per class
+                                     ("model.seg_res3=true",)])  # the head also reads res3
 def test_losses_match_a_hand_computation_of_eq3_to_eq9(options):
     model, cfg = tiny("model.img_loss_weight=0.3", "model.seg_loss_weight=2.0", *options)  # unequal: a swap would show
     images, rois, counts, labels = batch()
@@ -221,6 +222,29 @@ def test_mask_maps_are_eq10_before_the_threshold():
     torch.testing.assert_close(maps, (mean[rows, classes] + seg[rows, classes]) / 2)
     torch.testing.assert_close(model.mask_maps(res3, res4, r, classes, "seg"), seg[rows, classes])  # test.masks
     torch.testing.assert_close(model.mask_maps(res3, res4, r, classes, "img"), mean[rows, classes])
+
+
+def test_the_segmentation_head_reads_res3_where_asked():
+    """With model.seg_res3 the head's first layer adds a conv of res3 pooled to T x T per roi: its maps
+    are that sum written out, and the seg loss trains that conv."""
+    model, cfg = tiny("model.seg_res3=true", "model.backbone.freeze_at=0")
+    images, rois, counts, labels = batch()
+    res3, res4 = model.features(images[:1])
+    r = rois[:4].clone()
+    r[:, 0] = 0
+    classes = torch.tensor([1, 3, 2, 1])
+    f5 = model._res5(res4, r)
+    up = F.interpolate(f5, size=(cfg.mask_size, cfg.mask_size), mode="bilinear", align_corners=False)
+    l3 = ref.roi_pool(res3, r, cfg.mask_size, 1.0 / model.backbone.strides["res3"])
+    first = F.relu(model.seg.convs[0](up) + model.seg.skip(l3))
+    seg = torch.sigmoid(model.seg.out(model.seg.convs[2:](first)))
+    rows = torch.arange(4)
+    torch.testing.assert_close(model.mask_maps(res3, res4, r, classes, "seg"), seg[rows, classes])
+    loss, _ = model(images, rois, counts, labels)
+    loss["seg"].backward()
+    assert model.seg.skip.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="skip"):
+        model.seg(f5)  # built to read res3: refusing to run without it
 
 
 def test_test_masks_names_a_source():

@@ -92,6 +92,9 @@ class ModelConfig:
     img_dim: int = 32  # channels of each IMG level's conv
     gap_sigma: float = 7.0  # sigma of the weighted GAP's Gaussian, in 28x28 grid cells
     seg_dim: int = 32  # channels of the segmentation head's convs
+    # The segmentation head also sees res3 pooled to T x T (added to its first conv): finer cells than
+    # res5's for thin parts and holes. Not in the paper, whose head reads res5 only (Sec. 3.2.3)
+    seg_res3: bool = False
     mask_size: int = 28  # T
     xi: float = 0.4  # Eq.1's threshold (Eq.10's at test time is test.mask_threshold)
     fg_thresh: float = 0.5  # OICR: IoU with a seed to be foreground

@@ -125,17 +125,23 @@ class MaskGenerator(nn.Module):
 
 class SegmentationHead(nn.Module):
     """Four 3x3 conv + ReLU on the res5 features upsampled bilinearly to size x size, then a 1x1
-    output layer per class."""
+    output layer per class. With `skip_channels`, a 3x3 conv of a finer level given at size x size
+    (res3) is added to the first conv's output (the same as one conv over both levels stacked)."""
 
-    def __init__(self, cin: int, dim: int, channels: int, std: float, size: int):
+    def __init__(self, cin: int, dim: int, channels: int, std: float, size: int, skip_channels: int = 0):
         super().__init__()
         self.size = size
         layers = []
         for i in range(4):
             layers += [_init(nn.Conv2d(cin if i == 0 else dim, dim, 3, padding=1)), nn.ReLU(inplace=True)]
         self.convs = nn.Sequential(*layers)
+        self.skip = _init(nn.Conv2d(skip_channels, dim, 3, padding=1)) if skip_channels else None
         self.out = _init(nn.Conv2d(dim, channels, 1), std)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        first = F.relu(_conv_at(x, self.convs[0], self.size))  # convs[0] and its ReLU on the 28x28 grid
-        return self.out(self.convs[2:](first)).float()
+    def forward(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if (skip is None) != (self.skip is None):
+            raise ValueError("SegmentationHead: give `skip` exactly when it was built with skip_channels")
+        first = _conv_at(x, self.convs[0], self.size)  # convs[0] on the 28x28 grid
+        if self.skip is not None:
+            first = first + self.skip(skip.to(first.dtype))
+        return self.out(self.convs[2:](F.relu(first))).float()

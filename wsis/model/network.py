@@ -62,7 +62,8 @@ class CommunityNet(nn.Module):
                                      cfg.img_weighted_gap, cfg.img_log_smoothing, cfg.gap_sigma, cfg.fc_std,
                                      cfg.mask_size)  # fmt: skip
         if cfg.seg:
-            self.seg = SegmentationHead(ch["res5"], cfg.seg_dim, self.mask_channels, cfg.fc_std, cfg.mask_size)
+            self.seg = SegmentationHead(ch["res5"], cfg.seg_dim, self.mask_channels, cfg.fc_std, cfg.mask_size,
+                                        ch["res3"] if cfg.seg_res3 else 0)
         self.memory_format = torch.contiguous_format
 
     def to_device(self, device: torch.device) -> "CommunityNet":
@@ -99,10 +100,12 @@ class CommunityNet(nn.Module):
 
     def _levels(self, res3, res4, f5: torch.Tensor, rois: torch.Tensor) -> List[torch.Tensor]:
         """The three IMG inputs: res3 and res4 pooled to 28x28, and res5 of each roi (IMG upsamples it)."""
+        return [self._pooled(res3, rois, "res3"), self._pooled(res4, rois, "res4"), f5]
+
+    def _pooled(self, x: torch.Tensor, rois: torch.Tensor, level: str) -> torch.Tensor:
+        """The feature map `x` of `level` roi-pooled to T x T per roi."""
         t = self.cfg.mask_size
-        l3 = ops.roi_pool(res3.float(), rois, t, 1.0 / self.backbone.strides["res3"]).to(res3.dtype)
-        l4 = ops.roi_pool(res4.float(), rois, t, 1.0 / self.backbone.strides["res4"]).to(res4.dtype)
-        return [l3, l4, f5]
+        return ops.roi_pool(x.float(), rois, t, 1.0 / self.backbone.strides[level]).to(x.dtype)
 
     def _channel(self, classes: torch.Tensor) -> torch.Tensor:
         return classes if self.cfg.img_background else classes - 1
@@ -218,14 +221,15 @@ class CommunityNet(nn.Module):
         """Eq.7-8 (IMG vs the detector's pseudo-labels), Eq.9 (segmentation vs the Eq.1 masks) and,
         when weighted, the pairwise colour term on the foreground proposals' masks."""
         cfg = self.cfg
-        cams, logits = self.img(self._levels(res3, res4, f5[sel.index], rois[sel.index]))
+        levels = self._levels(res3, res4, f5[sel.index], rois[sel.index])
+        cams, logits = self.img(levels)
         channel = self._channel(sel.classes)
         onehot = F.one_hot(channel, self.mask_channels).to(logits.dtype)
         result = {"img": cfg.img_loss_weight * sum(losses.cam_loss(level, onehot) for level in logits)}
         out.update(cams=cams, cam_logits=logits)
         if self.seg is not None:
             _, masks = ops.cam_pseudo_masks(cams.detach(), cfg.xi)  # no gradient through pseudo-labels
-            seg_logits = self.seg(f5[sel.index])
+            seg_logits = self.seg(f5[sel.index], levels[0] if cfg.seg_res3 else None)
             rows = torch.arange(len(channel), device=channel.device)
             own = seg_logits[rows, channel]  # [S, T, T]: each proposal's class-specific mask
             fg = sel.classes > 0
@@ -274,7 +278,10 @@ class CommunityNet(nn.Module):
             return None if self.img is None else rois.new_zeros((0, self.cfg.mask_size, self.cfg.mask_size))
         f5 = self._res5(res4, rois)
         rows, ch = torch.arange(len(rois), device=rois.device), self._channel(classes)
-        s = torch.sigmoid(self.seg(f5))[rows, ch] if self.seg is not None and source != "img" else None
+        s = None
+        if self.seg is not None and source != "img":
+            skip = self._pooled(res3, rois, "res3") if self.cfg.seg_res3 else None
+            s = torch.sigmoid(self.seg(f5, skip))[rows, ch]
         if s is not None and source == "seg":
             return s
         cams, _ = self.img(self._levels(res3, res4, f5, rois))
