@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from conftest import hand_written_voc, needs_timm, tiny_config
@@ -424,6 +425,28 @@ def test_a_checkpoint_older_than_a_key_says_it_takes_todays_default(trained, tmp
         warnings.simplefilter("error")  # named on the command line: nothing to say
         assert load_model(tmp_path / "old.pt", ["test.masks=mean"])[1].test.masks == "mean"
         load_model(trained / "checkpoints" / "last.pt")  # today's checkpoint names every key
+
+
+def test_a_checkpoint_older_than_a_key_of_the_model_keeps_the_model_it_was(trained, tmp_path):
+    """model.seg_res3 came with a default (true) other than what wsis built before it: a checkpoint
+    that predates the key loads as the head it has, without a warning; a run folder's config too."""
+    from wsis import config as config_lib
+    from wsis.engine import checkpoint
+
+    state = checkpoint.load(trained / "checkpoints" / "last.pt")
+    assert state["config"]["model"]["seg_res3"] is True
+    del state["config"]["model"]["seg_res3"]
+    state["model"] = {k: v for k, v in state["model"].items() if not k.startswith("seg.skip.")}
+    torch.save(state, tmp_path / "old.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model, cfg, _ = load_model(tmp_path / "old.pt")
+    assert cfg.model.seg_res3 is False and model.seg.skip is None
+    saved = config_lib.to_dict(cfg)
+    del saved["model"]["seg_res3"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert config_lib.load(tmp_path / "config.yaml", saved=True).model.seg_res3 is False  # --resume reads it so
+    assert config_lib.load(tmp_path / "config.yaml").model.seg_res3 is True  # a config of the user's: today's default
 
 
 def test_load_model_honours_the_config_device(trained):

@@ -187,7 +187,7 @@ def test_the_run_folder_records_its_environment(tiny_root, tmp_path, capsys):
     run_dir = train.run(tiny_config(tiny_root, tmp_path / "run", "evaluate=false", "solver.max_iter=2", "seed=5"))
     env = json.loads((run_dir / "env.json").read_text())
     assert env["torch"] == torch.__version__ and env["wsis"] == wsis.__version__ and env["seed"] == 5
-    for key in ("git_commit", "git_dirty", "torchvision", "timm", "numpy", "opencv", "pycocotools",
+    for key in ("git_commit", "git_dirty", "torchvision", "timm", "numpy", "opencv", "pycocotools", "pillow",
                 "wsis_C_cuda_kernels", "threads", "cpu", "cpu_bf16", "cuda", "argv"):  # fmt: skip
         assert key in env
     assert env["threads"] == torch.get_num_threads()

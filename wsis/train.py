@@ -35,7 +35,7 @@ def parse(argv: Optional[List[str]] = None):
         if args.resume:
             if args.config:
                 parser.error("--resume uses the run's own config.yaml; pass changes as key=value")
-            cfg = config_lib.load(args.resume / "config.yaml", args.overrides)
+            cfg = config_lib.load(args.resume / "config.yaml", args.overrides, saved=True)
             cfg.output_dir = str(args.resume)
         else:
             cfg = config_lib.load(args.config, args.overrides)

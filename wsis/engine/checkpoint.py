@@ -106,7 +106,7 @@ def load_model(path: Path, overrides: List[str] = (), device: Optional[torch.dev
     state = load(path)
     if "model" not in state or "config" not in state:
         raise ValueError(f"{path} is not a wsis checkpoint (no 'model'/'config' entries)")
-    cfg = config_lib.apply_overrides(config_lib.merge(config_lib.Config(), state["config"]), overrides).check()
+    cfg = config_lib.apply_overrides(config_lib.from_saved(state["config"]), overrides).check()
     overridden = {config_lib.override_key(o) for o in overrides}
     unnamed = [k for k in config_lib.unnamed_keys(state["config"]) if k not in overridden]
     if unnamed:  # a checkpoint from before these keys existed: what it gets is today's default

@@ -16,7 +16,8 @@ import wsis
 from ..model.precision import cpu_has_native_bf16, cpuinfo_field
 from . import allocator
 
-PACKAGES = ("torch", "torchvision", "timm", "numpy", "opencv", "pycocotools")
+# Pillow draws the synthetic set: another version may draw other shapes
+PACKAGES = ("torch", "torchvision", "timm", "numpy", "opencv", "pycocotools", "pillow")
 _DISTRIBUTIONS = {"opencv": ("opencv-contrib-python-headless", "opencv-contrib-python", "opencv-python-headless",
                              "opencv-python")}  # fmt: skip
 # Keys that differ between a run and its resume by design.
