@@ -223,11 +223,15 @@ needs_photos = pytest.mark.skipif(not COCO128.is_dir(), reason=f"the real photos
 
 
 @needs_photos
-def test_coco128_reads_as_its_readme_says():
+def test_coco128_reads_as_its_readme_says(tmp_path):
+    from wsis.data import holdout
+
     data = open_split(COCO128, "train")
     assert len(data.classes) == 80 and len(data.image_ids) == 128
     assert sum(bool(data.labels(i).any()) for i in data.image_ids) == 126
     assert sorted(p.name for p in data.orphan_labels()) == ["000000000656.txt", "000000000659.txt"]
+    holdout.write_holdout(COCO128, "train", tmp_path, 0.3, seed=0)
+    assert open_split(tmp_path, "val").orphan_labels() == []  # a list names its images: no folder of its own
     voc = open_split(COCO128, "train", training=True, classes="voc")
     assert len(voc.image_ids) == 97
     person = VOC_CLASSES.index("person")

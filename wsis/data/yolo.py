@@ -85,6 +85,7 @@ class YOLODataset:
             keys = [k for k in spec if k not in ("path", "names", "nc", "download")]
             raise ValueError(f"{self.yaml}: no split {split!r}; its splits are {keys}")
         self._images: Dict[str, Path] = {}
+        self._folders: List[Path] = []  # the split's image folders (a .txt list names its images instead)
         for entry in spec[split] if isinstance(spec[split], list) else [spec[split]]:
             for image in self._list_images(Path(str(entry))):
                 self._images.setdefault(PurePosixPath(os.path.relpath(image, self.base)).as_posix(), image)
@@ -108,6 +109,7 @@ class YOLODataset:
     def _list_images(self, entry: Path) -> List[Path]:
         where = self.base / entry
         if where.is_dir():
+            self._folders.append(where)
             return sorted(p for p in where.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if where.suffix == ".txt" and where.is_file():
             lines = [line.strip() for line in where.read_text().splitlines() if line.strip()]
@@ -145,8 +147,10 @@ class YOLODataset:
         return objects, problems
 
     def orphan_labels(self) -> List[Path]:
-        """Label files in the label folders of the split's images whose image does not exist."""
-        folders = {label_path(p).parent: p.parent for p in self._images.values()}
+        """Label files in the label folders of the split's image folders whose image does not exist
+        (none for a split of .txt lists: a list names its images, and others may share the folders)."""
+        folders = {label_path(p).parent: p.parent for p in self._images.values()
+                   if any(p.parent == f or f in p.parents for f in self._folders)}  # fmt: skip
         return sorted(lab for labels, images in folders.items() if labels.is_dir() for lab in labels.glob("*.txt")
                       if not any((images / lab.stem).with_suffix(s).is_file() for s in IMAGE_SUFFIXES))  # fmt: skip
 
