@@ -348,6 +348,10 @@ def test_predict_draws_the_masks_of_the_configs_postprocess(trained, tiny_root, 
     assert rles(default["detections"]) == rles(evaluation.to_coco({"syn_000006": post}))
     none = predicted(trained, image, tmp_path / "none", "--proposals", str(cached), "--postprocess", "none")
     assert rles(none["detections"]) == rles(evaluation.to_coco({"syn_000006": own}))
+    assert len(none["detections"]) > 1
+    one = predicted(trained, image, tmp_path / "one", "--proposals", str(cached), "--postprocess", "none",
+                    "test.max_detections=1")  # key=value after the options, as the usage line writes it
+    assert rles(one["detections"]) == rles(none["detections"])[:1]
     boxes = predicted(trained, image, tmp_path / "boxes", "--postprocess", "boxes")
     assert boxes["postprocess"] == "boxes" and len(boxes["detections"]) == len(none["detections"])
     for e in boxes["detections"]:

@@ -59,7 +59,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--tta", action="store_true", help="ensemble over every scale of data.scales and the flip")
     parser.add_argument("--postprocess", help="none | segments | boxes | mcg:DIR (DIR/<stem>.mat): what replaces the "
                                               "masks (default: the checkpoint config's test.postprocess)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # images and key=value items before and after the options
     overrides = [str(p) for p in args.inputs if "=" in str(p) and not p.exists()]
     inputs = [p for p in args.inputs if str(p) not in overrides]
     if args.tta:
