@@ -109,13 +109,14 @@ class _Parsed(Exception):
 
 def _parse_only(monkeypatch, module: str, argv: List[str]) -> None:
     """Runs the module's main up to its argument parsing, which must accept argv."""
-    original = argparse.ArgumentParser.parse_args
+    for name in ("parse_args", "parse_intermixed_args"):
+        original = getattr(argparse.ArgumentParser, name)
 
-    def parse_and_stop(self, args=None, namespace=None):
-        original(self, args, namespace)
-        raise _Parsed
+        def parse_and_stop(self, args=None, namespace=None, _parse=original):
+            _parse(self, args, namespace)
+            raise _Parsed
 
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_and_stop)
+        monkeypatch.setattr(argparse.ArgumentParser, name, parse_and_stop)
     main = importlib.import_module(module).main
     try:
         main(argv)
