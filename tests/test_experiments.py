@@ -77,6 +77,10 @@ def test_a_robustness_grid_trains_each_variant_in_its_own_process(tiny_root, tmp
     assert (out / "runs" / "full" / "fp32" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
     with pytest.raises(SystemExit, match="holds a run of another config"):  # another override, the same --out
         experiments.main([*args, "solver.max_iter=3"])
+    config = out / "runs" / "full" / "bf16" / "seed0" / "config.yaml"
+    config.write_text(config.read_text().replace("  seg_res3: true\n", ""))  # as written before the key
+    with pytest.raises(SystemExit, match="holds a run of another config"):  # its head read res5 alone
+        experiments.main(args)
 
 
 def test_a_failed_grid_run_is_named_with_its_log(tiny_root, tmp_path):

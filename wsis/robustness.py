@@ -82,7 +82,7 @@ def check_reusable(run: GridRun, config: Optional[Path], overrides: Sequence[str
         return
     wanted = config_lib.load(config, [*overrides, *ROWS[run.row], *VARIANTS[run.variant].overrides,
                                       f"seed={run.seed}", f"output_dir={run.folder}", "evaluate=true"])  # fmt: skip
-    if config_lib.load(saved) != wanted:
+    if config_lib.load(saved, saved=True) != wanted:  # a key the run predates: what it was trained with
         raise ValueError(f"{run.folder} holds a run of another config than this study's (another key=value or "
                          f"--config into the same --out?): give the study its own --out")  # fmt: skip
 

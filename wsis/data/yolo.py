@@ -150,7 +150,7 @@ class YOLODataset:
         """Label files in the label folders of the split's image folders whose image does not exist
         (none for a split of .txt lists: a list names its images, and others may share the folders)."""
         folders = {label_path(p).parent: p.parent for p in self._images.values()
-                   if any(p.parent == f or f in p.parents for f in self._folders)}  # fmt: skip
+                   if any(f in p.parents for f in self._folders)}  # fmt: skip
         return sorted(lab for labels, images in folders.items() if labels.is_dir() for lab in labels.glob("*.txt")
                       if not any((images / lab.stem).with_suffix(s).is_file() for s in IMAGE_SUFFIXES))  # fmt: skip
 
