@@ -240,6 +240,9 @@ def test_the_segmentation_head_reads_res3_where_asked():
     seg = torch.sigmoid(model.seg.out(model.seg.convs[2:](first)))
     rows = torch.arange(4)
     torch.testing.assert_close(model.mask_maps(res3, res4, r, classes, "seg"), seg[rows, classes])
+    cams, _ = model.img(model._levels(res3, res4, f5, r))
+    mean, _ = ref.cam_pseudo_masks(cams, cfg.xi)
+    torch.testing.assert_close(model.mask_maps(res3, res4, r, classes), (mean[rows, classes] + seg[rows, classes]) / 2)
     loss, _ = model(images, rois, counts, labels)
     loss["seg"].backward()
     assert model.seg.skip.weight.grad.abs().sum() > 0

@@ -98,9 +98,11 @@ class CommunityNet(nn.Module):
             frame = self._res5(res4, outer, frame_mask(self.cfg.head_pool, s)).mean((2, 3))
         return frame.to(res4.dtype)
 
-    def _levels(self, res3, res4, f5: torch.Tensor, rois: torch.Tensor) -> List[torch.Tensor]:
-        """The three IMG inputs: res3 and res4 pooled to 28x28, and res5 of each roi (IMG upsamples it)."""
-        return [self._pooled(res3, rois, "res3"), self._pooled(res4, rois, "res4"), f5]
+    def _levels(self, res3, res4, f5: torch.Tensor, rois: torch.Tensor,
+                l3: Optional[torch.Tensor] = None) -> List[torch.Tensor]:  # fmt: skip
+        """The three IMG inputs: res3 and res4 pooled to 28x28 (`l3`: res3 already pooled for these
+        rois), and res5 of each roi (IMG upsamples it)."""
+        return [self._pooled(res3, rois, "res3") if l3 is None else l3, self._pooled(res4, rois, "res4"), f5]
 
     def _pooled(self, x: torch.Tensor, rois: torch.Tensor, level: str) -> torch.Tensor:
         """The feature map `x` of `level` roi-pooled to T x T per roi."""
@@ -278,13 +280,13 @@ class CommunityNet(nn.Module):
             return None if self.img is None else rois.new_zeros((0, self.cfg.mask_size, self.cfg.mask_size))
         f5 = self._res5(res4, rois)
         rows, ch = torch.arange(len(rois), device=rois.device), self._channel(classes)
-        s = None
+        s = l3 = None
         if self.seg is not None and source != "img":
-            skip = self._pooled(res3, rois, "res3") if self.cfg.seg_res3 else None
-            s = torch.sigmoid(self.seg(f5, skip))[rows, ch]
+            l3 = self._pooled(res3, rois, "res3") if self.cfg.seg_res3 else None
+            s = torch.sigmoid(self.seg(f5, l3))[rows, ch]
         if s is not None and source == "seg":
             return s
-        cams, _ = self.img(self._levels(res3, res4, f5, rois))
+        cams, _ = self.img(self._levels(res3, res4, f5, rois, l3))  # res3 pooled once when the head read it
         mean, _ = ops.cam_pseudo_masks(cams, self.cfg.xi)
         m = mean[rows, ch]
         return m if s is None else (m + s) / 2
