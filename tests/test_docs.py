@@ -218,3 +218,58 @@ def test_the_readme_results_table_repeats_docs_results():
     assert not missing, f"README rows not in docs/RESULTS.md's headline table (or with other figures): {missing}"
     for row in readme:  # every figure cell holds a number
         assert all(re.search(r"\d", cell) for cell in row[2:]), row
+
+
+# ---- figures quoted once, defaults quoted as they are ----------------------------------------------------
+
+# The one place that times the default command: every other doc links there.
+TIMING_SOURCE = ROOT / "benchmarks" / "RESULTS.md"
+
+
+def clock_times(text: str) -> List[str]:
+    """The m:ss and h:mm:ss durations a prose text quotes (code left out)."""
+    return re.findall(r"(?<![\d:.])\d{1,2}:[0-5]\d(?::[0-5]\d)?(?![\d:])", _strip_code(text))
+
+
+def test_the_clock_time_rule_finds_durations():
+    assert clock_times("took 7:31 to 14:21, `12:00` in code, ratio 1:2, 2026-12-03") == ["7:31", "14:21"]
+
+
+@pytest.mark.parametrize("path", [p for p in USER_DOCS if p.name != "CHANGELOG.md"], ids=lambda p: p.name)
+def test_the_default_commands_time_is_quoted_only_where_it_is_measured(path):
+    assert clock_times(path.read_text()) == [], f"{path.name} quotes a run's time: link {TIMING_SOURCE.name} instead"
+
+
+def _default(key: str):
+    node = config_lib.Config()
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def quoted_defaults(text: str) -> List[Tuple[str, str]]:
+    """(key, value) of each `key` (default V...) and `key=V` (the default) that a doc writes."""
+    out = [(k, v) for k, v in re.findall(r"`([a-z_]+\.[a-z_.0-9]+)` \(default `?([^`;,)\s]+)`?", text)]
+    out += re.findall(r"`([a-z_]+\.[a-z_.0-9]+)=([^`]+)` \(the default\)", text)
+    return out
+
+
+def test_the_quoted_default_rule_finds_both_forms():
+    assert quoted_defaults("`a.b` (default 0.4; x) and `c.d=e` (the default)") == [("a.b", "0.4"), ("c.d", "e")]
+
+
+@pytest.mark.parametrize("path", USER_DOCS, ids=lambda p: p.name)
+def test_every_quoted_default_is_the_configs(path):
+    import yaml
+
+    for key, value in quoted_defaults(path.read_text()):
+        assert _config_key_exists(key), f"{path.name}: {key} is no config key"
+        assert str(_default(key)) == str(yaml.safe_load(value)), f"{path.name}: {key}'s default is {_default(key)}, not {value}"
+
+
+def test_the_readmes_description_of_the_cpu_default_is_the_configs():
+    text = (ROOT / "README.md").read_text()
+    cfg = config_lib.Config()
+    synthetic = cfg.data.synthetic
+    assert f"{synthetic.num_train} training and {synthetic.num_val} val images" in text
+    assert f"for {cfg.solver.max_iter:,} iterations on the CPU" in text

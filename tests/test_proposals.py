@@ -151,7 +151,7 @@ def test_recall_counts_the_boxes_a_proposal_overlaps(small, tmp_path, capsys):
     assert r["R@100/0.5"] == r["R@100/0.7"] == 0  # the placed boxes lie after the 150 junk boxes
     assert r["R@300/0.5"] == r["R@2000/0.5"] == pytest.approx(100 * expected[0.5] / total)
     assert r["R@300/0.7"] == pytest.approx(100 * expected[0.7] / total)
-    P.main(["--root", str(root), "--split", "val", "--recall"])
+    P.main(["--root", str(root), "--split", "val", "--recall", "--scale", "1"])
     assert f"recall of {total} ground-truth boxes: R@100/0.5 0.0" in capsys.readouterr().out
 
 

@@ -128,10 +128,50 @@ def test_the_shipped_configs_load(tmp_path):
     paper = config_lib.load(configs / "voc2012_r50.yaml")
     assert paper.model.backbone.name == "resnet50_gn" and paper.solver.max_iter == 120000 and paper.solver.steps == (90000,)
     assert (paper.test.masks, paper.test.mask_threshold) == ("mean", paper.model.xi)  # Eq.10 as printed
-    with pytest.raises(ValueError, match="data.classes='voc' selects the classes of a YOLO-format root: set data.root"):
+    with pytest.raises(ValueError, match="data.classes='voc' selects the classes of a YOLO-format root or names those "
+                                         "of a tags file: set data.root"):
         config_lib.load(configs / "coco128_voc.yaml")  # the photos' config needs their root
     photos = config_lib.load(configs / "coco128_voc.yaml", ["data.root=photos"])
     assert photos.data.classes == "voc" and photos.model == config_lib.Config().model
+
+
+# The keys that `configs/voc2012_r50.yaml` may leave to the defaults: the run's own knobs, not the method.
+RUN_KEYS = {"output_dir", "device", "seed", "deterministic", "evaluate", "data.root", "data.classes", "data.workers",
+            "data.synthetic_dir", "solver.log_period", "solver.eval_period", "solver.checkpoint_period"}
+
+
+def paper_settings():
+    """The rows of docs/PAPER_SETTINGS.md's table: {key: value as YAML reads it}."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "PAPER_SETTINGS.md").read_text()
+    rows = re.findall(r"^\| `([a-z_.0-9]+)` \| `([^`]*)` \|", text, re.M)
+    return {key: yaml.safe_load(value) for key, value in rows}
+
+
+def test_the_papers_config_names_every_method_key_and_matches_the_papers_table():
+    from pathlib import Path
+
+    import yaml
+
+    from wsis import config as config_lib
+
+    path = Path(__file__).resolve().parent.parent / "configs" / "voc2012_r50.yaml"
+    named = set(config_lib._flatten(yaml.safe_load(path.read_text())))
+    method = {k for k in config_lib.keys(config_lib.Config()) if k not in RUN_KEYS and not k.startswith("data.synthetic.")}
+    assert method - named == set(), "keys that the CPU default would decide in the paper's config"
+    table = paper_settings()
+    assert set(table) == method, "docs/PAPER_SETTINGS.md has a row for each of them, and no other"
+    cfg = config_lib.to_dict(config_lib.load(path))
+    for key, value in table.items():
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        assert node == value or str(node) == str(value), (key, node, value)
+    assert cfg["model"]["backbone"]["freeze_head"] is False  # res5 trains, as the paper's end-to-end network
 
 
 def test_step_schedule():

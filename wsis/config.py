@@ -161,10 +161,15 @@ class DataConfig:
     root: str = ""
     synthetic_dir: str = ""  # "" = data/synthetic-<digest of the synthetic settings>
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)  # the generator's knobs
-    train_split: str = "train"  # a VOC ImageSets/Segmentation list, a COCO annotation JSON (a .json path), a YOLO split
-    val_split: str = "val"
-    # the classes a YOLO root's splits keep: "" all its names, "voc" VOC's 20 from COCO's names, "a,b" those
+    # a VOC list (ImageSets/Segmentation, else ImageSets/Main), a COCO annotation JSON (a .json path), a
+    # YOLO split, or a tags-only labels file (a .csv, or a .json of image -> class names; wsis/data/tags.py)
+    train_split: str = "train"
+    val_split: str = "val"  # "" with evaluate=false: train without scoring
+    # the classes a YOLO root's splits keep, or a tags file's classes: "" all its names, "voc" VOC's 20
+    # (from COCO's names in a YOLO root), "a,b" those
     classes: str = ""
+    # training images that hold none of the classes: kept as negatives (all-zero labels) or left out
+    negatives: bool = False
     scales: Tuple[int, ...] = (320, 384, 448)  # shorter sides for training (random) and testing (ensemble)
     max_size: int = 800
     flip: bool = True
@@ -321,8 +326,8 @@ class Config:
         if self.data.train_boxes < 0:
             raise ValueError(f"data.train_boxes must be >= 0 (0: every proposal), got {self.data.train_boxes}")
         if self.data.classes and not self.data.root:
-            raise ValueError(f"data.classes={self.data.classes!r} selects the classes of a YOLO-format root: set "
-                             "data.root to one (the folder of its data.yaml)")  # fmt: skip
+            raise ValueError(f"data.classes={self.data.classes!r} selects the classes of a YOLO-format root or names "
+                             "those of a tags file: set data.root to one")  # fmt: skip
         if not self.data.scales:
             raise ValueError("data.scales must name at least one scale")
         coco = [k for k in ("train_split", "val_split") if str(getattr(self.data, k)).lower().endswith(".json")]

@@ -15,6 +15,7 @@ from .data import segments
 from .data.cache import cache_root
 from .data.prepare import prepare
 from .data.scan import scan
+from .data.tags import is_tags_file
 from .engine import allocator, distributed, environment
 from .engine.hooks import record_eval
 from .engine.run_folder import RunFolder
@@ -93,6 +94,25 @@ def transductive_note(shared: int, total: int, d: config_lib.DataConfig) -> str:
             "their boxes and masks never were")
 
 
+def scored(cfg: config_lib.Config) -> bool:
+    """Whether the run evaluates at its end: `evaluate` and a `data.val_split` to score."""
+    return cfg.evaluate and bool(cfg.data.val_split)
+
+
+def run_splits(cfg: config_lib.Config) -> Dict[str, str]:
+    """The splits a run reads, by the config key that names them."""
+    splits = {"data.train_split": cfg.data.train_split}
+    if scored(cfg) and is_tags_file(cfg.data.val_split):
+        raise ValueError(f"data.val_split={cfg.data.val_split}: a tags-only split has no boxes or masks to score; "
+                         "evaluate on a split with boxes (a VOC list, a COCO JSON, a YOLO split) or train without "
+                         "scoring (data.val_split= or evaluate=false)")  # fmt: skip
+    if scored(cfg):
+        splits["data.val_split"] = cfg.data.val_split
+        if cfg.test.corloc_split:
+            splits["test.corloc_split"] = cfg.test.corloc_split
+    return splits
+
+
 def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
     allocator.keep_freed_memory()
     world = distributed.init(distributed.device_kind(cfg.device))
@@ -111,11 +131,14 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
             run.config.write_text(config_lib.to_yaml(cfg))
             say(f"run folder: {run.root.resolve()}  (device {device}, {world.size} process{'es' if world.size > 1 else ''})")
             record_environment(run, cfg, device, resume is not None, say)
-            root = prepare(cfg.data, [cfg.data.train_split] + ([cfg.data.val_split] if cfg.evaluate else []))
             d = cfg.data
+            root = prepare(d, run_splits(cfg))  # a split the root lacks stops here
             # bad files stop here
-            train_data = scan(root, d.train_split, d.proposal_mode, d.min_box, scale=d.proposal_scale, classes=d.classes)
-            if cfg.evaluate:  # and those that would stop the evaluation at the end
+            train_data = scan(root, d.train_split, d.proposal_mode, d.min_box, scale=d.proposal_scale, classes=d.classes,
+                              negatives=d.negatives)  # fmt: skip
+            if not scored(cfg):
+                say("evaluation: none (evaluate=false or data.val_split empty): the run trains and saves, nothing is scored")
+            else:  # and those that would stop the evaluation at the end
                 val_data = scan(root, d.val_split, d.proposal_mode, d.min_box, ground_truth=True,
                                 scale=d.proposal_scale, classes=d.classes)
                 seen = len(set(train_data.image_ids) & set(val_data.image_ids))
@@ -123,18 +146,18 @@ def run(cfg: config_lib.Config, resume: Optional[Path] = None) -> Path:
                     say(transductive_note(seen, len(val_data.image_ids), d))
             if cfg.model.snap_pseudo_masks:  # once the images are known to decode
                 segments.compute(root, cfg.data.train_split)
-            if cfg.evaluate and cfg.test.postprocess == "segments":  # computed in the pool, read by the evaluation
+            if scored(cfg) and cfg.test.postprocess == "segments":  # computed in the pool, read by the evaluation
                 segments.compute(root, cfg.data.val_split)
             caches = cache_root(root)
             say(f"data: {root.resolve()}" + (f" (read-only: caches in {caches})" if caches != root else ""))
             if train_data.skipped:
-                say(f"data: {train_data.skipped} images of {cfg.data.train_split} have no label (no non-crowd "
-                    f"annotation) and are left out; {len(train_data)} remain")  # fmt: skip
+                say(f"data: {train_data.skipped} images of {cfg.data.train_split} hold none of the classes and are left "
+                    f"out (data.negatives=true keeps them as negatives); {len(train_data)} remain")  # fmt: skip
         distributed.barrier(world)
         if not world.main:  # rank 0 made the data; the others only need its root
             root = prepare(cfg.data, [], progress=False)
         trainer = Trainer(cfg, run, root, world, device)
-        evaluation = RunEvaluation(cfg, root, run, device, trainer.classes, seen) if cfg.evaluate else None
+        evaluation = RunEvaluation(cfg, root, run, device, trainer.classes, seen) if scored(cfg) else None
         trainer.evaluate = evaluation
         if resume:
             trainer.resume()

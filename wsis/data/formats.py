@@ -1,30 +1,36 @@
-"""One entry point for a split in any format: a split that names a `.json` file is a COCO-format
-split (`data.root` is then its image folder); in a root that holds `data.yaml` a split is one of
-that file's (the Ultralytics YOLO layout); any other is a VOC `ImageSets/Segmentation` list."""
+"""One entry point for a split in any format: a split that names a `.csv` file, or a `.json` file
+that is not COCO's, is a tags-only split (`wsis.data.tags`; `data.root` is its image folder); a
+split that names another `.json` file is a COCO-format split (`data.root` is then its image
+folder); in a root that holds `data.yaml` a split is one of that file's (the Ultralytics YOLO
+layout); any other is a VOC list (`ImageSets/Segmentation`, else `ImageSets/Main`)."""
 from pathlib import Path
 from typing import Union
 
 import torch
 
 from .coco import COCODataset
+from .tags import TagsDataset, is_tags_file
 from .voc import Instances, VOCDataset
 from .yolo import VOC_NAMES_IN_COCO, YOLODataset, is_yolo_root
 
 
 def is_coco(split: str) -> bool:
-    return str(split).lower().endswith(".json")
+    return str(split).lower().endswith(".json") and not is_tags_file(split)
 
 
-def open_split(root: Union[str, Path], split: str, training: bool = False,
-               classes: str = "") -> Union[VOCDataset, COCODataset, YOLODataset]:  # fmt: skip
-    """The reader of `split`; `training=True` leaves out images without labels (COCO, YOLO);
-    `classes` (`data.classes`) selects the classes of a YOLO root."""
+def open_split(root: Union[str, Path], split: str, training: bool = False, classes: str = "",
+               negatives: bool = False) -> Union[VOCDataset, COCODataset, YOLODataset, TagsDataset]:  # fmt: skip
+    """The reader of `split`; `training=True` leaves out images without labels (COCO, YOLO, tags)
+    unless `negatives` (`data.negatives`) keeps them with all-zero labels; `classes`
+    (`data.classes`) selects the classes of a YOLO root or names those of a tags file."""
+    if is_tags_file(split):
+        return TagsDataset(root, split, training, classes, negatives)
     if is_yolo_root(root) and not is_coco(split):
-        return YOLODataset(root, split, training, classes)
+        return YOLODataset(root, split, training and not negatives, classes)
     if classes:
-        raise ValueError(f"data.classes={classes!r} selects the classes of a YOLO-format root (one with data.yaml); "
-                         f"{root} with split {split!r} is not one")  # fmt: skip
-    return COCODataset(root, split, training) if is_coco(split) else VOCDataset(root, split)
+        raise ValueError(f"data.classes={classes!r} selects the classes of a YOLO-format root (one with data.yaml) "
+                         f"or names those of a tags file; {root} with split {split!r} is neither")  # fmt: skip
+    return COCODataset(root, split, training and not negatives) if is_coco(split) else VOCDataset(root, split)
 
 
 class ClassesByName:

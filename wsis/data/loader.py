@@ -64,7 +64,7 @@ def transform(image: Image.Image, boxes: np.ndarray, shorter: int, max_size: int
 
 class _ProposalImages(torch.utils.data.Dataset):
     def __init__(self, root: Union[str, Path], split: str, cfg: DataConfig, training: bool = False):
-        self.data = open_split(root, split, training, cfg.classes)
+        self.data = open_split(root, split, training, cfg.classes, cfg.negatives)
         self.root, self.cfg = Path(root), cfg
 
     def __len__(self) -> int:

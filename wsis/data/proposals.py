@@ -218,8 +218,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--root", required=True, type=Path, help="the data set: a VOC tree, a YOLO root or COCO's image folder")
     parser.add_argument("--split", required=True, help="a split of it, e.g. train (VOC's list, a YOLO split, a COCO .json)")
     parser.add_argument("--mode", choices=MODES, default="fast", help="Selective Search mode (default: fast)")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="resize the images by this before Selective Search (data.proposal_scale; default: 1)")
+    from ..config import DataConfig  # here: the config imports this module
+
+    default_scale = DataConfig().proposal_scale
+    parser.add_argument("--scale", type=float, default=default_scale,
+                        help=f"resize the images by this before Selective Search (data.proposal_scale; default: "
+                             f"{default_scale:g}, the CPU default's; the VOC 2012 config's is 1)")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--recall", action="store_true",
                         help="then print the recall of the ground-truth boxes within the first 100, 300 and 2000 boxes")

@@ -66,11 +66,11 @@ def _check_proposals(path: Path, width: int, height: int, min_box: float) -> Opt
 
 
 def scan(root: Path, split: str, mode: str = "fast", min_box: float = 8, progress: bool = True,
-         ground_truth: bool = False, scale: float = 1.0, classes: str = ""):
+         ground_truth: bool = False, scale: float = 1.0, classes: str = "", negatives: bool = False):
     """Raises BadData naming every unusable image, annotation or proposals file of `split`, and
     with `ground_truth` every unreadable instance mask; returns the split's reader (for training,
     or with `ground_truth` for evaluation). A YOLO label file without an image is warned of."""
-    data = open_split(root, split, training=not ground_truth, classes=classes)
+    data = open_split(root, split, training=not ground_truth, classes=classes, negatives=negatives)
     for orphan in data.orphan_labels() if hasattr(data, "orphan_labels") else []:
         warnings.warn(f"{orphan}: a label file without an image in the {split} split of {root}: left out", stacklevel=2)
     folder = proposals.cache_dir(root, mode, scale)
@@ -78,7 +78,7 @@ def scan(root: Path, split: str, mode: str = "fast", min_box: float = 8, progres
     files = [f for i, npy in zip(data.image_ids, npys) for f in data.files(i, ground_truth) + [npy]]
     stamp = folder / f".scan-{hashlib.sha1(f'{split}{ground_truth}'.encode()).hexdigest()[:12]}.json"
     key = {"split": str(split), "ground_truth": ground_truth, "fingerprint": _fingerprint(files), "min_box": min_box,
-           "classes": classes}
+           "classes": classes, "negatives": negatives}
     try:
         if json.loads(stamp.read_text()) == key:
             return data

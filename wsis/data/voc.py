@@ -1,8 +1,11 @@
-"""Reader of a PASCAL VOC 2012-format tree (the real data set or the synthetic one).
+"""Reader of a PASCAL VOC-format tree (VOC 2012, VOC 2007, or the synthetic set).
 
 Training reads only image-level labels (from `Annotations/*.xml`); evaluation reads instance
 masks (`SegmentationObject`: instance i+1 is the i-th XML object, 0 background, 255 void), their
-classes (`SegmentationClass`) and boxes.
+classes (`SegmentationClass`) and boxes. A split is a list in `ImageSets/Segmentation` (VOC 2012's
+instance-segmentation lists) or, where that has none of its name, in `ImageSets/Main` (the detection
+lists: VOC 2007's trainval, whose images have boxes only). A tree without `SegmentationObject`
+has box ground truth only (`has_masks` is False): evaluation scores boxes and says masks are not scored.
 """
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -87,7 +90,7 @@ class VOCDataset:
     """Image ids, image-level labels and instance ground truth of one split of a VOC-format tree.
 
     `classes` defaults to the tree's `classes.txt` (the synthetic set writes one) or else VOC's 20.
-    Splits are read from `ImageSets/Segmentation/<split>.txt`.
+    Splits are read from `ImageSets/Segmentation/<split>.txt`, else `ImageSets/Main/<split>.txt`.
     """
 
     def __init__(self, root: Union[str, Path], split: str, classes: Sequence[str] = None):
@@ -96,7 +99,8 @@ class VOCDataset:
             raise FileNotFoundError(f"data set root not found: {self.root}")
         self.split = split
         self.classes = tuple(classes) if classes is not None else self._read_classes()
-        self.image_ids = read_list(self.root / "ImageSets" / "Segmentation" / f"{split}.txt")
+        self.image_ids = read_list(split_path(self.root, split))
+        self.has_masks = (self.root / "SegmentationObject").is_dir()
         self.skipped = 0  # images a training split leaves out (COCO's without labels; none here)
 
     def _read_classes(self):
@@ -124,7 +128,7 @@ class VOCDataset:
         """The files this image's sample is made of (the pre-flight scan's fingerprint); with
         `ground_truth`, the instance masks that evaluation reads as well."""
         files = [self.root / "JPEGImages" / f"{image_id}.jpg", self.annotation_path(image_id)]
-        if ground_truth:
+        if ground_truth and self.has_masks:
             files += [self.root / sub / f"{image_id}.png" for sub in ("SegmentationObject", "SegmentationClass")]
         return files
 
@@ -160,7 +164,10 @@ class VOCDataset:
         return labels
 
     def instances(self, image_id: str) -> Instances:
-        """Instance masks and their classes and boxes, from the segmentation PNGs."""
+        """Instance masks and their classes and boxes, from the segmentation PNGs; None in a tree
+        without them (`has_masks` False)."""
+        if not self.has_masks:
+            return None
         objects = read_indexed_png(self.root / "SegmentationObject" / f"{image_id}.png")
         semantic = read_indexed_png(self.root / "SegmentationClass" / f"{image_id}.png")
         if objects.shape != semantic.shape:
@@ -181,6 +188,16 @@ class VOCDataset:
             boxes=masks_to_boxes(masks_t),
             void=torch.from_numpy(objects == VOID),
         )
+
+
+def split_path(root: Path, split: str) -> Path:
+    """The list file of `split`: `ImageSets/Segmentation/<split>.txt`, else `ImageSets/Main/<split>.txt`;
+    a FileNotFoundError names both where neither exists."""
+    lists = [Path(root) / "ImageSets" / sub / f"{split}.txt" for sub in ("Segmentation", "Main")]
+    for path in lists:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"split {split!r} not found in {root}: neither {lists[0]} nor {lists[1]} exists")
 
 
 def header_size(path: Path) -> Tuple[int, int]:

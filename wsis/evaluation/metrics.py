@@ -8,8 +8,7 @@ to cross-check against pycocotools). Void pixels count in neither intersection n
 
 Objects marked difficult in VOC's XML are ignored as the devkit ignores them: for detection mAP a
 prediction whose best box is difficult is neither a true nor a false positive, and difficult boxes
-are not counted as positives; for CorLoc an image counts for a class only if it has a
-non-difficult box of that class. The instance masks carry no such flag, so mAP^r and ABO use every
+are not counted as positives; for CorLoc they count as any box (`corloc`). The instance masks carry no such flag, so mAP^r and ABO use every
 instance.
 """
 from dataclasses import dataclass
@@ -133,12 +132,14 @@ def abo(results: Sequence[ImageResult], ious: Optional[List[np.ndarray]] = None)
 
 def corloc(results: Sequence[ImageResult], num_classes: int, thresh: float = 0.5) -> Dict[str, object]:
     """CorLoc (percent): per class, the share of its images whose top detection of that class hits
-    one of its boxes at IoU >= thresh; averaged over classes. An image counts for a class only if
-    one of its boxes of that class is not difficult; a hit on any box of the class counts."""
+    one of its boxes at IoU >= thresh; averaged over classes. As weakly supervised detection counts
+    it on VOC 2007 trainval (the devkit-derived `dis_eval` of OICR and PCL): an image counts for a
+    class if it holds any box of the class, difficult ones included (its image label has the class),
+    and a hit on any of them counts."""
     hits = np.zeros(num_classes)
     count = np.zeros(num_classes)
     for res in results:
-        for c in np.unique(res.gt_classes[~_difficult(res)]):
+        for c in np.unique(res.gt_classes):
             count[c - 1] += 1
             pred = np.nonzero(res.pred_classes == c)[0]
             if len(pred) == 0:
@@ -151,15 +152,27 @@ def corloc(results: Sequence[ImageResult], num_classes: int, thresh: float = 0.5
     return {"CorLoc": 100 * float(valid.mean()) if len(valid) else float("nan"), "per_class": list(100 * per_class)}
 
 
+MASK_THRESHOLDS = (0.25, 0.5, 0.75)
+
+
 def instance_metrics(results: Sequence[ImageResult], num_classes: int) -> Dict[str, object]:
-    """mAP^r at 0.25/0.5/0.75, ABO and detection mAP@0.5 of one split."""
-    ious = [pair_ious(r, "mask") for r in results]
+    """mAP^r at 0.25/0.5/0.75, ABO and detection mAP@0.5 (area AP, and VOC 2007's 11-point AP beside
+    it) of one split. Where an image has no ground-truth masks (a split with boxes only, as VOC
+    2007's), the mask figures are nan and `masks_scored` is False."""
     out, per_class = {}, {}
-    for t in (0.25, 0.5, 0.75):
-        m = mean_ap(results, num_classes, t, "mask", ious=ious)
-        out[f"mAP@{t}"], per_class[f"mAP@{t}"] = m["mAP"], m["per_class"]
-    out["ABO"] = abo(results, ious)
-    det = mean_ap(results, num_classes, 0.5, "box")
+    with_masks = all(r.gt_masks is not None for r in results)
+    if with_masks:
+        ious = [pair_ious(r, "mask") for r in results]
+        for t in MASK_THRESHOLDS:
+            m = mean_ap(results, num_classes, t, "mask", ious=ious)
+            out[f"mAP@{t}"], per_class[f"mAP@{t}"] = m["mAP"], m["per_class"]
+        out["ABO"] = abo(results, ious)
+    else:
+        out.update({f"mAP@{t}": float("nan") for t in MASK_THRESHOLDS} | {"ABO": float("nan")})
+    box_ious = [pair_ious(r, "box") for r in results]
+    det = mean_ap(results, num_classes, 0.5, "box", ious=box_ious)
     out["det_mAP@0.5"], per_class["det_mAP@0.5"] = det["mAP"], det["per_class"]
+    out["det_mAP@0.5_11pt"] = mean_ap(results, num_classes, 0.5, "box", points=11, ious=box_ious)["mAP"]
+    out["masks_scored"] = with_masks
     out["per_class"] = per_class
     return out

@@ -21,8 +21,8 @@ def _result(image_id, det: Detections, data, with_masks: bool) -> M.ImageResult:
     classes, boxes, difficult = data.objects(image_id)
     res = M.ImageResult(image_id, det.classes.numpy(), det.scores.numpy().astype(np.float64), det.boxes.numpy(),
                         classes.numpy(), boxes.numpy(), difficult.numpy())  # fmt: skip
-    if with_masks:
-        inst = data.instances(image_id)
+    inst = data.instances(image_id) if with_masks else None
+    if inst is not None:  # None: a split with boxes only (VOC 2007)
         res.pred_masks, res.gt_masks, res.void = det.masks.numpy(), inst.masks.numpy(), inst.void.numpy()
         res.gt_mask_classes = inst.classes.numpy()
     return res
@@ -48,7 +48,8 @@ def score(dets: Dict[str, Detections], data, corloc_dets: Optional[Dict[str, Det
         m["images_without_predictions"] = len(missing)
     if callable(getattr(data, "coco_api", None)):  # a COCO split, in its own classes
         m["coco"] = coco_metrics(dets, data)
-    order = ["mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "CorLoc", "num_images"]
+    order = ["mAP@0.25", "mAP@0.5", "mAP@0.75", "ABO", "det_mAP@0.5", "det_mAP@0.5_11pt", "CorLoc", "num_images",
+             "masks_scored"]
     return {k: m[k] for k in order} | {k: v for k, v in m.items() if k not in order}
 
 
@@ -72,7 +73,8 @@ def table(m: Dict[str, object]) -> str:
         lines.append(" | ".join(f"{p[k]:>11.1f}" if k in p else f"{'':>11}" for k in keys) + f"   ({p['method']} masks)")
     for kind, stats in m.get("coco", {}).items():
         lines.append(f"COCO {kind:<4} " + "  ".join(f"{k} {v:.1f}" for k, v in stats.items()))
-    return "\n".join(lines) + f"\n({m['num_images']} images)"
+    note = "" if m.get("masks_scored", True) else "; boxes only: mask figures are not scored (the split has no instance masks)"
+    return "\n".join(lines) + f"\n({m['num_images']} images{note}; det mAP with VOC 2007's 11-point AP: {m['det_mAP@0.5_11pt']:.1f})"
 
 
 def write(out: Path, m: Dict[str, object], dets: Optional[Dict[str, Detections]] = None, data=None) -> None:
@@ -173,4 +175,5 @@ def oracle_table(m: Dict[str, object]) -> str:
     lines = [f"{'ground-truth boxes':<22}" + " | ".join(f"{k:>11}" for k in MASK_METRICS)]
     for name, label in (("masks", "the model's masks"), ("filled_boxes", "the boxes filled in")):
         lines.append(f"{label:<22}" + " | ".join(f"{m[name][k]:>11.1f}" for k in MASK_METRICS))
-    return "\n".join(lines) + f"\n({m['num_images']} images)"
+    note = "" if m.get("masks_scored", True) else "; boxes only: mask figures are not scored (the split has no instance masks)"
+    return "\n".join(lines) + f"\n({m['num_images']} images{note}; det mAP with VOC 2007's 11-point AP: {m['det_mAP@0.5_11pt']:.1f})"
