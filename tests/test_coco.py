@@ -145,7 +145,6 @@ def test_proposals_are_cached_by_file_name_folders_included(tmp_path):
         (lambda c: c["images"][1].update(file_name="../b.jpg"), "must be a relative path"),
         (lambda c: c["images"][1].pop("height"), r"images\[1\] needs"),
         (lambda c: c["categories"].append({"id": 7, "name": "again"}), "distinct ids"),
-        (lambda c: c["annotations"][0].pop("segmentation"), r"annotations\[0\] \(id 1\) has no 'segmentation'"),
     ],
 )
 def test_a_bad_annotation_file_is_an_error_naming_it_and_the_entry(tmp_path, change, match):
@@ -216,3 +215,27 @@ def test_exports_without_area_bbox_or_iscrowd_still_score(tmp_path):
     m = evaluation.score({"sub/a.jpg": Detections(inst.boxes, inst.classes, torch.tensor([0.9]), inst.masks)}, data,
                        None, None)  # fmt: skip
     assert m["coco"]["segm"]["AP50"] == pytest.approx(100.0) and m["coco"]["bbox"]["AP50"] == pytest.approx(100.0)
+
+
+def test_annotations_without_geometry_train_and_boxes_without_masks_score_boxes_only(tmp_path):
+    """Image-level tags (no bbox, no segmentation) and boxes without masks, as users export them."""
+    from wsis.evaluation.scoring import score, whole_image_detections
+
+    path = hand_made(tmp_path)
+    content = json.loads(path.read_text())
+    for a in content["annotations"]:
+        a.pop("segmentation")
+    path.write_text(json.dumps(content))
+    boxes = COCODataset(tmp_path, path)
+    assert boxes.has_boxes and not boxes.has_masks and boxes.instances("sub/a.jpg") is None
+    assert boxes.objects("sub/a.jpg")[1].tolist()[0] == [10, 10, 30, 30]
+    m = score(whole_image_detections(boxes), boxes, None, None)
+    assert m["masks_scored"] is False and "segm" not in m["coco"] and "bbox" in m["coco"]
+    for a in content["annotations"]:
+        a.pop("bbox")
+    path.write_text(json.dumps(content))
+    tags = COCODataset(tmp_path, path, training=True)
+    assert tags.image_ids == ["sub/a.jpg"] and tags.labels("sub/a.jpg").tolist() == [0, 1]
+    tags.check("sub/a.jpg")  # trains
+    with pytest.raises(ValueError, match="neither a 'bbox' nor a 'segmentation'.*cannot be scored"):
+        tags.check("sub/a.jpg", ground_truth=True)

@@ -200,3 +200,28 @@ def test_a_tags_file_as_the_val_split_is_refused_before_training(tiny_root, tmp_
     csv = write_from_voc(VOCDataset(tiny_root, "val"), tmp_path / "val.csv", tiny_root)
     with pytest.raises(ValueError, match=r"data.val_split=.*a tags-only split has no boxes or masks to score"):
         train.run_splits(tiny_config(tiny_root, tmp_path / "run", f"data.val_split={csv}"))
+
+
+@pytest.mark.skipif(not VOC2007.is_dir(), reason=NO_VOC2007)
+def test_a_few_iterations_on_voc2007_photos_train_and_score_their_boxes(tmp_path):
+    """The smoke test on real photographs: eight VOC 2007 photos (linked, never copied), four
+    iterations of the CPU default from ImageNet weights, then the boxes-only evaluation."""
+    needs_timm()
+    pytest.importorskip("cv2", reason="opencv-contrib-python-headless is not installed")
+    from wsis import train
+
+    ids = VOCDataset(VOC2007, "train").image_ids[:8]
+    root = tmp_path / "voc07"
+    for sub, ext in (("JPEGImages", "jpg"), ("Annotations", "xml")):
+        (root / sub).mkdir(parents=True)
+        for i in ids:
+            (root / sub / f"{i}.{ext}").symlink_to(VOC2007 / sub / f"{i}.{ext}")
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "ImageSets" / "Main" / "train.txt").write_text("".join(i + "\n" for i in ids))
+    cfg = tiny_config(root, tmp_path / "run", "model.backbone.weights=imagenet", "data.val_split=train",
+                      "data.scales=[224]", "test.scales=[224]", "test.postprocess=none")  # fmt: skip
+    run_dir = train.run(cfg)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["masks_scored"] is False and metrics["num_images"] == 8
+    assert 0 <= metrics["CorLoc"] <= 100 and 0 <= metrics["det_mAP@0.5"] <= 100
+    assert np.isnan(metrics["mAP@0.5"])

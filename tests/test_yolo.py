@@ -124,13 +124,27 @@ def test_a_bad_data_yaml_is_an_error_naming_it(tmp_path, yaml_text, match):
         open_split(tmp_path, "val")
 
 
+def test_box_labels_train_as_image_labels_and_score_as_boxes(tmp_path):
+    from wsis.evaluation.scoring import score, whole_image_detections
+
+    root = write_root(tmp_path / "y", ["person", "cat"], {"train": {
+        "a": ((40, 20), ["0 0.5 0.5 0.5 0.5", f"1 {SQUARE}"]), "b": ((40, 20), ["1 0.5 0.5 1 1"])}})  # fmt: skip
+    data = open_split(root, "train", training=True)
+    assert data.labels("images/train/a.jpg").tolist() == [1, 1] and not data.has_masks
+    classes, boxes, _ = data.objects("images/train/a.jpg")
+    assert classes.tolist() == [1, 2] and boxes[0].tolist() == [10, 5, 30, 15]  # cx cy w h in pixels
+    assert data.instances("images/train/a.jpg") is None
+    m = score(whole_image_detections(data), data, None, None)
+    assert m["masks_scored"] is False and m["per_class"]["CorLoc"]["cat"] == 50  # b's whole-image box hits
+
+
 def test_the_scan_lists_every_bad_line_with_its_path_and_line(tmp_path):
     from wsis.data import proposals
 
     root = write_root(tmp_path / "y", ["a", "b"], {"train": {
         "ok": ((64, 48), [f"0 {SQUARE}"]),
-        "bad": ((64, 48), [f"0 {SQUARE}", "7 0.1 0.1 0.2 0.1 0.2 0.2", "1 0.1 0.1 0.2 0.2", "x 0.1", f"1 {SQUARE}",
-                           "0 0.1 0.1 0.2 0.1 1.5 0.2", "0 0.5 0.5 0.2 0.2"])}})  # fmt: skip
+        "bad": ((64, 48), [f"0 {SQUARE}", "7 0.1 0.1 0.2 0.1 0.2 0.2", "1 0.1 0.1 0 0.2", "x 0.1", f"1 {SQUARE}",
+                           "0 0.1 0.1 0.2 0.1 1.5 0.2", "0 0.5 0.5 0.2"])}})  # fmt: skip
     (root / "labels" / "train" / "ghost.txt").write_text(f"0 {SQUARE}\n")  # a label file without an image
     proposals.compute(root, "train", jobs=1, progress=False)
     with pytest.warns(UserWarning, match="ghost.txt: a label file without an image"):
@@ -138,9 +152,9 @@ def test_the_scan_lists_every_bad_line_with_its_path_and_line(tmp_path):
             scan(root, "train", progress=False)
     text = str(e.value)
     label = root / "labels" / "train" / "bad.txt"
-    for line, why in [(2, "class index 7 outside the 2 names"), (3, "a polygon needs at least 3 x y pairs, got 4"),
+    for line, why in [(2, "class index 7 outside the 2 names"), (3, "a box (cx cy w h) must be normalised to 0-1 with w, h > 0"),
                       (4, "not a class index"), (6, "coordinates must be normalised to 0-1"),
-                      (7, "a polygon needs at least 3 x y pairs, got 4")]:  # fmt: skip
+                      (7, "a polygon needs at least 3 x y pairs (or a box: cx cy w h), got 3")]:  # fmt: skip
         assert f"{label}, line {line}: {why}" in text
     assert "ok.txt" not in text
     (label).write_text(f"0 {SQUARE}\n")

@@ -7,7 +7,10 @@ whatever their ids (COCO's are not contiguous); results are written back with th
 and category ids.
 
 Training reads only image-level labels: the categories with at least one non-crowd annotation in
-an image. A training split leaves out images with none (`skipped` counts them). For evaluation,
+an image. An annotation may carry no geometry at all (an image-level tag: only `image_id` and
+`category_id`) or a `bbox` without a `segmentation`: such a file trains; a split whose
+annotations all have a segmentation is scored on masks and boxes, one whose annotations all have a
+box or a segmentation on boxes only (`has_masks` False), and one with tags only cannot be scored. A training split leaves out images with none (`skipped` counts them). For evaluation,
 crowd regions are void for our VOC-rule metrics and crowd boxes are ignored as VOC's difficult
 ones; COCO's own evaluator handles crowd as COCO does.
 """
@@ -83,13 +86,14 @@ class COCODataset:
                 raise ValueError(f"{what} names image_id {ann.get('image_id')}, which is not in 'images'")
             if ann.get("category_id") not in self._index_of_category:
                 raise ValueError(f"{what} names category_id {ann.get('category_id')}, which is not in 'categories'")
-            if "segmentation" not in ann:
-                raise ValueError(f"{what} has no 'segmentation'")
             bbox = ann.get("bbox")
             if bbox is not None and not (isinstance(bbox, list) and len(bbox) == 4):
                 raise ValueError(f"{what} has a 'bbox' that is not [x, y, width, height]")
             self._annotations[self._by_coco_id[ann["image_id"]]].append(ann)
         self._content = content
+        anns = content["annotations"]
+        self.has_masks = all("segmentation" in a for a in anns)
+        self.has_boxes = all("segmentation" in a or a.get("bbox") is not None for a in anns)
         names = list(self._images)
         self.image_ids = [i for i in names if self._labelled(i)] if training else names
         self.skipped = len(names) - len(self.image_ids)
@@ -138,13 +142,20 @@ class COCODataset:
 
     def check(self, image_id: str, ground_truth: bool = False) -> None:
         """Decodes every segmentation of the image, which is all that `instances` reads too: a
-        ValueError names the file and the annotation."""
-        self._masks(image_id, self._annotations[image_id])
+        ValueError names the file and the annotation. With `ground_truth`, a file with annotations
+        that have neither a box nor a segmentation is refused: it cannot be scored."""
+        if ground_truth and not self.has_boxes:
+            raise ValueError(f"{self.annotation_file}: some annotations have neither a 'bbox' nor a 'segmentation' "
+                             "(image-level tags): the split trains but cannot be scored")  # fmt: skip
+        self._masks(image_id, [a for a in self._annotations[image_id] if "segmentation" in a])
 
     def _xywh(self, ann: dict) -> List[float]:
         """The annotation's bbox, or its segmentation's where the export left the bbox out."""
         if ann.get("bbox") is not None:
             return [float(v) for v in ann["bbox"]]
+        if "segmentation" not in ann:
+            raise ValueError(f"{self.annotation_file}: annotation id {ann.get('id')} has neither a 'bbox' nor a "
+                             "'segmentation': an image-level tag has no box to score")  # fmt: skip
         from pycocotools import mask as mask_utils
 
         im = self._images[self._by_coco_id[ann["image_id"]]]
@@ -161,7 +172,10 @@ class COCODataset:
         )
 
     def instances(self, image_id: str) -> Instances:
-        """Masks of the non-crowd annotations with their classes and tight boxes; crowd regions are void."""
+        """Masks of the non-crowd annotations with their classes and tight boxes; crowd regions are
+        void. None where the file's annotations are not all masks (`has_masks` False)."""
+        if not self.has_masks:
+            return None
         anns = self._annotations[image_id]
         plain = [a for a in anns if not a.get("iscrowd", 0)]
         masks = torch.from_numpy(self._masks(image_id, plain))
@@ -182,9 +196,11 @@ class COCODataset:
 
         anns = []
         for a in self._content["annotations"]:
-            if "area" not in a:
+            if "area" not in a and "segmentation" in a:
                 im = self._images[self._by_coco_id[a["image_id"]]]
                 a = {**a, "area": float(mask_utils.area(_rle(a["segmentation"], im["height"], im["width"])))}
+            elif "area" not in a:
+                a = {**a, "area": float(a["bbox"][2] * a["bbox"][3])}
             anns.append({"iscrowd": 0, **a, "bbox": self._xywh(a)})
         api = COCO()
         api.dataset = {**self._content, "annotations": anns}

@@ -5,7 +5,9 @@ absolute elsewhere: the root itself), a key per split (`train`, `val`, ...) nami
 a `.txt` list of images or a list of such, relative to `path`, and `names` (a list, or a dict
 from index to name). Each image `.../images/.../<stem>.<ext>` has its labels in
 `.../labels/.../<stem>.txt`: one instance a line, the class index then the polygon's `x y` pairs,
-normalised to 0-1 by the image's width and height. An image without a label file holds no object.
+normalised to 0-1 by the image's width and height, or (the detection layout) the class index and
+the box's `cx cy w h`, normalised alike. An image without a label file holds no object. A split
+with a box line anywhere trains and is scored on boxes only (`has_masks` False).
 
 It answers what `VOCDataset` answers. Image ids are the images' paths relative to `path` (the
 proposals cache is keyed by them). `classes` keeps a subset of the names (comma-separated), or
@@ -91,6 +93,7 @@ class YOLODataset:
                 self._images.setdefault(PurePosixPath(os.path.relpath(image, self.base)).as_posix(), image)
         self._objects: Dict[str, List[Tuple[int, np.ndarray]]] = {}
         self._problems: Dict[str, List[str]] = {}
+        self.has_masks = True  # until a box label is read
         for image_id, image in self._images.items():
             self._objects[image_id], self._problems[image_id] = self._read_labels(label_path(image))
         names = sorted(self._images)
@@ -138,8 +141,19 @@ class YOLODataset:
                 continue
             if not 0 <= cls < len(self.names):
                 problems.append(f"{where}: class index {cls} outside the {len(self.names)} names of {self.yaml}")
+            elif len(coords) == 4:  # a box, cx cy w h: its corners, and no mask for the split
+                cx, cy, bw, bh = coords
+                if not np.isfinite(coords).all() or bw <= 0 or bh <= 0 or coords.min() < -0.01 or coords.max() > 1.01:
+                    problems.append(f"{where}: a box (cx cy w h) must be normalised to 0-1 with w, h > 0, got "
+                                    f"{' '.join(f'{v:g}' for v in coords)}")  # fmt: skip
+                elif cls in self._index:
+                    self.has_masks = False
+                    corners = [[cx - bw / 2, cy - bh / 2], [cx + bw / 2, cy - bh / 2], [cx + bw / 2, cy + bh / 2],
+                               [cx - bw / 2, cy + bh / 2]]  # fmt: skip
+                    objects.append((self._index[cls], np.array(corners).clip(0, 1)))
             elif len(coords) % 2 or len(coords) < 6:
-                problems.append(f"{where}: a polygon needs at least 3 x y pairs, got {len(coords)} numbers")
+                problems.append(f"{where}: a polygon needs at least 3 x y pairs (or a box: cx cy w h), got "
+                                f"{len(coords)} numbers")  # fmt: skip
             elif not np.isfinite(coords).all() or coords.min() < -0.01 or coords.max() > 1.01:
                 problems.append(f"{where}: coordinates must be normalised to 0-1, got {coords.min():g}..{coords.max():g}")
             elif cls in self._index:
@@ -195,8 +209,12 @@ class YOLODataset:
         )
 
     def instances(self, image_id: str) -> Instances:
-        """The polygons rasterised (pycocotools, as COCO's), with their classes and tight boxes; no void."""
+        """The polygons rasterised (pycocotools, as COCO's), with their classes and tight boxes; no
+        void. None in a split with box labels (`has_masks` False)."""
         from pycocotools import mask as mask_utils
+
+        if not self.has_masks:
+            return None
 
         h, w, polys = self._pixels(image_id)
         masks = np.zeros((len(polys), h, w), bool)

@@ -15,14 +15,15 @@ COCO_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6],
 
 
 def coco_metrics(dets: Dict[str, Detections], data) -> Dict[str, Dict[str, float]]:
-    """pycocotools' COCOeval, `segm` and `bbox`, over the images of `dets` (crowd as COCO handles it)."""
+    """pycocotools' COCOeval, `segm` (where the split has masks) and `bbox`, over the images of `dets`
+    (crowd as COCO handles it)."""
     from pycocotools.cocoeval import COCOeval
 
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints as it goes
         gt = data.coco_api()
         results = to_coco(dets, data)
         out = {}
-        for kind in ("segm", "bbox"):
+        for kind in ("segm", "bbox") if getattr(data, "has_masks", True) else ("bbox",):
             if not results:
                 out[kind] = {k: 0.0 for k in COCO_STATS}
                 continue

@@ -1,0 +1,197 @@
+"""The WSOD probe: how far MIDN and OICR get on a frozen backbone's per-proposal features.
+
+    python benchmarks/wsod_probe.py --root VOCdevkit/VOC2007 --split train [--scale 480] [--boxes 300]
+                                    [--frame 1.5] [--epochs 6] [--seed 0] [--features DIR]
+
+The backbone (`--backbone`, ImageNet weights, everything frozen) runs once on each image at one
+scale: the per-proposal head features that the model's detector reads (the head on the 7x7
+`roi_pool` of res4, averaged), and with `--frame S` the same of each proposal's frame (the box
+scaled by S, less the box: `model.context_frame`), cached in `--features`. Then the detector of
+`wsis.model.heads.DetectionHead` (MIDN and three OICR refinements, no regressor) trains on the cached
+features alone for `--epochs` passes over the split, in seconds an epoch, and the probe prints
+CorLoc on the same images (transductive, as WSOD reports it on trainval), per class, and how large
+the located boxes are against the objects. Beside it: the whole image, the largest proposal, a
+random one, and the share of objects that one of the proposals hits (the ceiling).
+
+It screens in minutes what a full run (an hour on two cores) would take to say: whether a frozen
+backbone's features localise objects at all, and which detector-side choice helps.
+"""
+import argparse
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from wsis import ops
+from wsis.data import proposals
+from wsis.data.cache import cache_root
+from wsis.data.loader import _read_rgb, transform
+from wsis.data.voc import VOCDataset
+from wsis.evaluation import metrics as M
+from wsis.model import losses
+from wsis.model.backbone import Backbone
+from wsis.model.heads import DetectionHead, mean_refinement_scores, midn_scores
+from wsis.model.network import frame_mask
+from wsis.progress import Progress
+
+
+def extract(args) -> Dict[str, object]:
+    """Per image: proposals [R, 4] (original pixels), head features [R, D] and frame features or None."""
+    name = f"{args.split}-{args.backbone}-s{args.scale}-b{args.boxes}-p{args.proposal_scale:g}-f{args.frame:g}.pt"
+    path = args.features / name
+    if path.is_file():
+        return torch.load(path)
+    data = VOCDataset(args.root, args.split)
+    model = Backbone(args.backbone, "imagenet", "all", 2, True).eval().to(memory_format=torch.channels_last)
+    cells = frame_mask(7, args.frame) if args.frame else None
+    out = {"ids": list(data.image_ids), "boxes": [], "feats": [], "frames": []}
+    bar = Progress(len(data), f"features of {args.split}", "img")
+    with torch.no_grad():
+        for n, image_id in enumerate(data.image_ids, 1):
+            image = _read_rgb(data.image_path(image_id))
+            boxes = proposals.filter_boxes(proposals.load(args.root, image_id, "fast", args.proposal_scale),
+                                           image.height, image.width, 8, args.boxes)  # fmt: skip
+            x, b, _ = transform(image, boxes, args.scale, 1000, False)
+            _, res4 = model.trunk(x[None].contiguous(memory_format=torch.channels_last))
+            rois = torch.cat([torch.zeros(len(b), 1), b], 1)
+            out["feats"].append(model.res5(ops.roi_pool(res4.float(), rois, 7, 1 / 16)).mean((2, 3)).half())
+            if cells is not None:
+                centre, half = (b[:, :2] + b[:, 2:]) / 2, (b[:, 2:] - b[:, :2]) / 2 * args.frame
+                outer = torch.cat([rois[:, :1], centre - half, centre + half], 1)
+                pooled = ops.roi_pool(res4.float(), outer, 7, 1 / 16) * cells
+                out["frames"].append(model.res5(pooled).mean((2, 3)).half())
+            out["boxes"].append(torch.from_numpy(np.asarray(boxes, np.float32)))
+            bar.update(n)
+    args.features.mkdir(parents=True, exist_ok=True)
+    torch.save(out, path)
+    return out
+
+
+def assign(args, boxes, scores, labels):
+    if args.seeds == "mist":
+        return ops.multi_seed_assign(boxes, scores, labels, 0.5, args.bg_thresh)
+    if args.seeds == "pcl":
+        return ops.cluster_seed_assign(boxes, scores, labels, 0.5, args.bg_thresh)
+    return ops.oicr_assign(boxes, scores, labels, 0.5, args.bg_thresh)
+
+
+def corloc(head, feats, frames, boxes, data, image_ids) -> Dict[str, object]:
+    """CorLoc of the top box a class (the mean refinement scores), and the top boxes' sides over the objects'."""
+    results, sides = [], []
+    with torch.no_grad():
+        for i, image_id in enumerate(image_ids):
+            _, _, refine, _ = head(feats[i], frames[i] if frames else None)
+            scores = mean_refinement_scores(refine)[:, 1:]
+            classes, gt, difficult = data.objects(image_id)
+            present = torch.unique(classes)
+            top = scores[:, present - 1].argmax(0)
+            results.append(M.ImageResult(image_id, present.numpy(), np.ones(len(present)), boxes[i][top].numpy(),
+                                         classes.numpy(), gt.numpy(), difficult.numpy()))  # fmt: skip
+            for c, t in zip(present.tolist(), top.tolist()):
+                side = lambda x: np.sqrt((x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1]))  # noqa: E731
+                sides.append(side(boxes[i][t : t + 1].numpy())[0] / side(gt[classes == c].numpy()).max())
+    out = M.corloc(results, len(data.classes))
+    out["side_ratio"] = np.percentile(sides, [10, 50, 90]).tolist()
+    return out
+
+
+def baselines(feats_boxes: List[torch.Tensor], data, image_ids) -> Dict[str, float]:
+    """CorLoc of the whole image, the largest proposal and a random one (expected), and the ceiling."""
+    rows = {"largest": [], "whole": []}
+    hits = {"random": np.zeros(len(data.classes)), "ceiling": np.zeros(len(data.classes))}
+    count = np.zeros(len(data.classes))
+    for boxes, image_id in zip(feats_boxes, image_ids):
+        classes, gt, difficult = data.objects(image_id)
+        present = torch.unique(classes)
+        h, w = data.image_size(image_id)
+        b = boxes.numpy()
+        largest = b[np.argmax((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))]
+        for key, box in (("largest", largest), ("whole", np.array([0, 0, w, h], np.float32))):
+            rows[key].append(M.ImageResult(image_id, present.numpy(), np.ones(len(present)), np.tile(box, (len(present), 1)),
+                                           classes.numpy(), gt.numpy(), difficult.numpy()))  # fmt: skip
+        for c in present.tolist():
+            iou = M.box_iou(b, gt[classes == c].numpy()).max(1)
+            count[c - 1] += 1
+            hits["random"][c - 1] += (iou >= 0.5).mean()
+            hits["ceiling"][c - 1] += iou.max() >= 0.5
+    out = {k: M.corloc(v, len(data.classes))["CorLoc"] for k, v in rows.items()}
+    out.update({k: 100 * float(np.mean(v[count > 0] / count[count > 0])) for k, v in hits.items()})
+    return out
+
+
+def train(args, cache) -> None:
+    torch.manual_seed(args.seed)
+    data = VOCDataset(args.root, args.split)
+    ids, boxes = cache["ids"], cache["boxes"]
+    raw = [f.float() for f in cache["feats"]]
+    sample = torch.cat(raw[:200])
+    mean, std = sample.mean(0), sample.std(0) + 1e-3  # standardised: the features' scales differ by channel
+    feats = [(f - mean) / std for f in raw]
+    frames = [(f.float() - mean) / std for f in cache["frames"]] if args.frame else []
+    labels = torch.stack([data.labels(i) for i in ids])
+    head = DetectionHead(feats[0].shape[1], len(data.classes), 3, "none", 0, 0.01)
+    steps = args.epochs * (len(ids) // args.batch)
+    opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps, pct_start=0.1)
+    start = time.perf_counter()
+    for epoch in range(args.epochs):
+        order, total = torch.randperm(len(ids)).tolist(), {"cls": 0.0, "refine": 0.0}
+        for k in range(len(ids) // args.batch):
+            loss = 0
+            for i in order[k * args.batch : (k + 1) * args.batch]:
+                cls, det, refine, _ = head(feats[i], frames[i] if frames else None)
+                z = midn_scores(cls, det)
+                terms = {"cls": losses.midn_loss(z.sum(0), labels[i]), "refine": 0}
+                prev = z.detach()
+                for logits in refine:
+                    lab, w, _, _ = assign(args, boxes[i], prev.contiguous(), labels[i])
+                    terms["refine"] = terms["refine"] + losses.refine_loss(logits, lab, w)
+                    prev = F.softmax(logits.detach(), 1)[:, 1:]
+                loss = loss + terms["cls"] + terms["refine"]
+                total = {t: total[t] + float(terms[t]) / len(ids) for t in total}
+            opt.zero_grad()
+            (loss / args.batch).backward()
+            opt.step()
+            schedule.step()
+        print(f"epoch {epoch + 1}: cls {total['cls']:.3f} refine {total['refine']:.3f} "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
+    head.eval()
+    result = corloc(head, feats, frames, boxes, data, ids)
+    per_class = " ".join(f"{n} {v:.0f}" for n, v in zip(data.classes, result["per_class"]))
+    print(f"CorLoc {result['CorLoc']:.1f} ({len(ids)} images of {args.split}, transductive)\n  {per_class}")
+    print("  the located box's side over the object's (10th, 50th, 90th percentile): "
+          + ", ".join(f"{v:.2f}" for v in result["side_ratio"]))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python benchmarks/wsod_probe.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, required=True, help="a VOC-format tree with boxes (VOC 2007)")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--scale", type=int, default=480, help="the images' shorter side")
+    parser.add_argument("--boxes", type=int, default=300, help="proposals an image (Selective Search's first)")
+    parser.add_argument("--proposal-scale", type=float, default=0.55, help="data.proposal_scale of the cached proposals")
+    parser.add_argument("--frame", type=float, default=0.0, help="model.context_frame (0: off)")
+    parser.add_argument("--seeds", choices=("oicr", "mist", "pcl"), default="oicr", help="model.pseudo_seeds")
+    parser.add_argument("--bg-thresh", type=float, default=0.1, help="model.bg_thresh")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--features", type=Path, default=None, help="the feature cache (default: beside the proposals)")
+    parser.add_argument("--baselines", action="store_true", help="also print the baselines' CorLoc")
+    args = parser.parse_args(argv)
+    args.features = args.features or cache_root(args.root) / "probe_features"
+    cache = extract(args)
+    if args.baselines:
+        b = baselines(cache["boxes"], VOCDataset(args.root, args.split), cache["ids"])
+        print("baselines: " + ", ".join(f"{k} {v:.1f}" for k, v in b.items()))
+    train(args, cache)
+
+
+if __name__ == "__main__":
+    main()
