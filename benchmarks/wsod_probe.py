@@ -1,7 +1,7 @@
 """The WSOD probe: how far MIDN and OICR get on a frozen backbone's per-proposal features.
 
     python benchmarks/wsod_probe.py --root VOCdevkit/VOC2007 --split train [--scale 480] [--boxes 300]
-                                    [--frame 1.5] [--epochs 6] [--seed 0] [--features DIR]
+                                    [--frame 1.5] [--epochs 6] [--seed 0] [--features DIR] [--cam 0.3]
 
 The backbone (`--backbone`, ImageNet weights, everything frozen) runs once on each image at one
 scale: the per-proposal head features that the model's detector reads (the head on the 7x7
@@ -11,7 +11,9 @@ scaled by S, less the box: `model.context_frame`), cached in `--features`. Then 
 features alone for `--epochs` passes over the split, in seconds an epoch, and the probe prints
 CorLoc on the same images (transductive, as WSOD reports it on trainval), per class, and how large
 the located boxes are against the objects. Beside it: the whole image, the largest proposal, a
-random one, and the share of objects that one of the proposals hits (the ceiling).
+random one, and the share of objects that one of the proposals hits (the ceiling). `--cam T`
+instead scores the CAM baseline: an image classifier on the whole frozen network's last map, and
+each class's box where its class activation map exceeds T of its range.
 
 It screens in minutes what a full run (an hour on two cores) would take to say: whether a frozen
 backbone's features localise objects at all, and which detector-side choice helps.
@@ -70,6 +72,66 @@ def extract(args) -> Dict[str, object]:
     return out
 
 
+def cam_corloc(args) -> Dict[str, object]:
+    """The CAM baseline: a 1x1-conv classifier on the whole frozen network's last map (global average
+    pooling, BCE on the image labels), each present class's CAM min-max normalised at the image's
+    size, thresholded at `--cam`, and the box of its largest connected region."""
+    import cv2
+    import timm
+
+    from wsis.model.backbone import _load, imagenet_state
+
+    data = VOCDataset(args.root, args.split)
+    path = args.features / f"{args.split}-{args.backbone}-s{args.scale}-maps.pt"
+    if path.is_file():
+        maps = torch.load(path)
+    else:
+        net = timm.create_model(args.backbone)
+        _load(net, imagenet_state(args.backbone, "imagenet"), "imagenet")
+        net.eval()
+        maps, bar = [], Progress(len(data), f"maps of {args.split}", "img")
+        with torch.no_grad():
+            for n, image_id in enumerate(data.image_ids, 1):
+                x, _, _ = transform(_read_rgb(data.image_path(image_id)), np.zeros((0, 4)), args.scale, 1000, False)
+                maps.append(net.forward_features(x[None])[0].half())
+                bar.update(n)
+        args.features.mkdir(parents=True, exist_ok=True)
+        torch.save(maps, path)
+    torch.manual_seed(args.seed)
+    labels = torch.stack([data.labels(i) for i in data.image_ids])
+    classifier = torch.nn.Conv2d(maps[0].shape[0], len(data.classes), 1)
+    opt = torch.optim.AdamW(classifier.parameters(), 1e-3, weight_decay=1e-4)
+    for epoch in range(args.epochs):
+        total = 0.0
+        for batch in torch.randperm(len(maps)).split(16):
+            logits = torch.stack([classifier(maps[i][None].float()).mean((2, 3))[0] for i in batch.tolist()])
+            loss = F.binary_cross_entropy_with_logits(logits, labels[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(batch) / len(maps)
+        print(f"epoch {epoch + 1}: image BCE {total:.3f}", flush=True)
+    results = []
+    with torch.no_grad():
+        for i, image_id in enumerate(data.image_ids):
+            classes, gt, difficult = data.objects(image_id)
+            h, w = data.image_size(image_id)
+            cams = classifier(maps[i][None].float())
+            present, boxes = torch.unique(classes), []
+            for c in present.tolist():
+                cam = F.interpolate(cams[:, c - 1 : c], size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
+                cam = (cam - cam.min()) / max(cam.max() - cam.min(), 1e-6)
+                count, _, stats, _ = cv2.connectedComponentsWithStats((cam >= args.cam).astype(np.uint8))
+                j = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if count > 1 else 0
+                x, y, bw, bh = stats[j, :4]
+                boxes.append([x, y, x + bw, y + bh])
+            results.append(M.ImageResult(image_id, present.numpy(), np.ones(len(present)), np.array(boxes, np.float32),
+                                         classes.numpy(), gt.numpy(), difficult.numpy()))  # fmt: skip
+    out = M.corloc(results, len(data.classes))
+    out["boxes"] = {r.image_id: dict(zip(r.pred_classes.tolist(), r.pred_boxes)) for r in results}
+    return out
+
+
 def assign(args, boxes, scores, labels):
     if args.seeds == "mist":
         return ops.multi_seed_assign(boxes, scores, labels, 0.5, args.bg_thresh)
@@ -122,7 +184,9 @@ def baselines(feats_boxes: List[torch.Tensor], data, image_ids) -> Dict[str, flo
     return out
 
 
-def train(args, cache) -> None:
+def train(args, cache, cam_boxes=None) -> None:
+    """`cam_boxes` ({image: {class: box}}): the first refinement learns from the proposals nearest them
+    (weighted by that IoU) instead of from MIDN's top boxes."""
     torch.manual_seed(args.seed)
     data = VOCDataset(args.root, args.split)
     ids, boxes = cache["ids"], cache["boxes"]
@@ -146,6 +210,10 @@ def train(args, cache) -> None:
                 z = midn_scores(cls, det)
                 terms = {"cls": losses.midn_loss(z.sum(0), labels[i]), "refine": 0}
                 prev = z.detach()
+                if cam_boxes is not None:  # the first refinement's seeds: the proposal nearest each class's CAM box
+                    prev = torch.zeros_like(prev)
+                    for c, box in cam_boxes[ids[i]].items():
+                        prev[:, c - 1] = ops.box_iou(boxes[i], torch.as_tensor(box)[None]).squeeze(1)
                 for logits in refine:
                     lab, w, _, _ = assign(args, boxes[i], prev.contiguous(), labels[i])
                     terms["refine"] = terms["refine"] + losses.refine_loss(logits, lab, w)
@@ -184,8 +252,22 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--features", type=Path, default=None, help="the feature cache (default: beside the proposals)")
     parser.add_argument("--baselines", action="store_true", help="also print the baselines' CorLoc")
+    parser.add_argument("--cam-seeds", type=float, default=0.0,
+                        help="train the detector with its first refinement seeded by the CAM boxes at this threshold")
+    parser.add_argument("--cam", type=float, default=0.0,
+                        help="instead: the CAM baseline, its boxes thresholded at this share of the CAM's range")  # fmt: skip
     args = parser.parse_args(argv)
     args.features = args.features or cache_root(args.root) / "probe_features"
+    if args.cam_seeds:
+        args.cam = args.cam_seeds
+        cam_boxes = cam_corloc(args)["boxes"]
+        train(args, extract(args), cam_boxes)
+        return
+    if args.cam:
+        result = cam_corloc(args)
+        per_class = " ".join(f"{n} {v:.0f}" for n, v in zip(VOCDataset(args.root, args.split).classes, result["per_class"]))
+        print(f"CAM boxes at {args.cam:g}: CorLoc {result['CorLoc']:.1f} ({args.split}, transductive)\n  {per_class}")
+        return
     cache = extract(args)
     if args.baselines:
         b = baselines(cache["boxes"], VOCDataset(args.root, args.split), cache["ids"])

@@ -85,13 +85,13 @@ def test_det_map_ignores_difficult_objects_as_the_voc_devkit():
     assert np.isnan(metrics.mean_ap([only_difficult], 1, 0.5, "box")["mAP"])  # no positive: class not scored
 
 
-def test_corloc_skips_classes_whose_instances_are_all_difficult():
+def test_corloc_counts_difficult_boxes_as_wsod_does():
     res = boxes_only([1, 2], [0.9, 0.9], [[50, 50, 60, 60], [0, 0, 10, 10]], [1, 2, 2],
                      [[0, 0, 10, 10], [0, 0, 10, 10], [30, 30, 40, 40]], [True, True, False])  # fmt: skip
     out = metrics.corloc([res], num_classes=2)
-    assert np.isnan(out["per_class"][0])  # class 1 is only difficult here: the miss does not count
+    assert out["per_class"][0] == 0  # class 1 is only difficult here: the image counts, and the miss
     assert out["per_class"][1] == pytest.approx(100.0)  # a hit on class 2's difficult box counts
-    assert out["CorLoc"] == pytest.approx(100.0)
+    assert out["CorLoc"] == pytest.approx(50.0)
 
 
 def test_score_reads_the_difficult_flags_from_the_xml(tmp_path):
@@ -109,7 +109,8 @@ def test_score_reads_the_difficult_flags_from_the_xml(tmp_path):
     det = Detections(boxes=inst.boxes.clone(), scores=torch.tensor([0.9] * len(inst.boxes)), classes=inst.classes.clone(),
                      masks=inst.masks.clone())  # fmt: skip
     m = score({image_id: det}, data, None, None)
-    assert np.isnan(m["per_class"]["det_mAP@0.5"]["person"]) and np.isnan(m["per_class"]["CorLoc"]["person"])
+    assert np.isnan(m["per_class"]["det_mAP@0.5"]["person"])  # a difficult box is no positive for det mAP
+    assert m["per_class"]["CorLoc"]["person"] == 100  # and counts for CorLoc, as WSOD counts it
     assert m["per_class"]["mAP@0.5"]["person"] == pytest.approx(100.0)  # the masks carry no difficult flag
 
 

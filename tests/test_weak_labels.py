@@ -63,6 +63,15 @@ def test_boxes_only_splits_score_the_boxes_and_say_the_masks_are_not_scored(tmp_
     assert "mask figures are not scored" in table(m)
 
 
+def test_the_ground_truth_of_a_boxes_only_split_is_drawn_as_boxes(tmp_path):
+    from wsis.visualize import save_comparisons
+
+    data = VOCDataset(voc2007_like(tmp_path / "voc07"), "trainval")
+    (picture,) = save_comparisons(whole_image_detections(data), data, ["000005"], tmp_path / "pictures")
+    with Image.open(picture) as im:
+        assert im.size == (2 * 64 + 4, 48)
+
+
 def test_corloc_counts_an_image_whose_only_box_of_the_class_is_difficult():
     hit = M.ImageResult("a", np.array([1]), np.array([0.9]), np.array([[0.0, 0, 10, 10]]), np.array([1]),
                         np.array([[0.0, 0, 10, 10]]), np.array([True]))  # fmt: skip

@@ -72,7 +72,12 @@ def save_comparisons(dets: Dict[str, Detections], data, image_ids: Sequence[str]
     files = []
     for image_id in image_ids:
         inst = data.instances(image_id)
-        truth = Detections(inst.boxes, inst.classes, torch.ones(len(inst.classes)), inst.masks)
+        if inst is None:  # a split with boxes only (VOC 2007): its boxes, without masks
+            classes, boxes, _ = data.objects(image_id)
+            height, width = data.image_size(image_id)
+            truth = Detections(boxes, classes, torch.ones(len(classes)), torch.zeros(len(classes), height, width, dtype=torch.bool))
+        else:
+            truth = Detections(inst.boxes, inst.classes, torch.ones(len(inst.classes)), inst.masks)
         with Image.open(data.image_path(image_id)) as im:
             picture = side_by_side(overlay(im, truth, list(data.classes), 0, scores=False),
                                    overlay(im, dets[image_id], list(data.classes), min_score))  # fmt: skip
