@@ -13,7 +13,9 @@ CorLoc on the same images (transductive, as WSOD reports it on trainval), per cl
 the located boxes are against the objects. Beside it: the whole image, the largest proposal, a
 random one, and the share of objects that one of the proposals hits (the ceiling). `--cam T`
 instead scores the CAM baseline: an image classifier on the whole frozen network's last map, and
-each class's box where its class activation map exceeds T of its range.
+each class's box where its class activation map exceeds T of its range; `--cam-seeds T` trains the
+detector with its first refinement learning from the proposals nearest those boxes instead of from
+MIDN's top boxes.
 
 It screens in minutes what a full run (an hour on two cores) would take to say: whether a frozen
 backbone's features localise objects at all, and which detector-side choice helps.

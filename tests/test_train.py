@@ -133,6 +133,9 @@ def test_the_shipped_configs_load(tmp_path):
         config_lib.load(configs / "coco128_voc.yaml")  # the photos' config needs their root
     photos = config_lib.load(configs / "coco128_voc.yaml", ["data.root=photos"])
     assert photos.data.classes == "voc" and photos.model == config_lib.Config().model
+    voc07 = config_lib.load(configs / "voc07_cpu.yaml", ["data.root=VOC2007"])
+    assert (voc07.data.train_split, voc07.data.val_split, voc07.test.corloc_split) == ("trainval",) * 3
+    assert voc07.model.backbone == config_lib.Config().model.backbone and not voc07.model.snap_pseudo_masks
 
 
 # The keys that `configs/voc2012_r50.yaml` may leave to the defaults: the run's own knobs, not the method.

@@ -63,6 +63,15 @@ def test_boxes_only_splits_score_the_boxes_and_say_the_masks_are_not_scored(tmp_
     assert "mask figures are not scored" in table(m)
 
 
+def test_a_boxes_only_split_seen_through_another_models_classes_scores_its_boxes(tmp_path):
+    from wsis.data.formats import with_classes
+
+    data = with_classes(VOCDataset(voc2007_like(tmp_path / "voc07"), "trainval"), ["person", "car", "dog"])
+    assert data.instances("000005") is None
+    m = score(whole_image_detections(data), data, None, None)
+    assert m["masks_scored"] is False and m["per_class"]["CorLoc"]["car"] == 100
+
+
 def test_the_ground_truth_of_a_boxes_only_split_is_drawn_as_boxes(tmp_path):
     from wsis.visualize import save_comparisons
 

@@ -3,7 +3,8 @@ python -m wsis.evaluate --predictions FILE.json --data ROOT [--split val] [--pos
 python -m wsis.evaluate --checkpoint CKPT --oracle-boxes [--split val]
 python -m wsis.evaluate --whole-image --data ROOT [--split val] [data.classes=...]
 
-Scores a checkpoint (mAP^r at 0.25/0.5/0.75, ABO and detection mAP@0.5 on `--split`, CorLoc on
+Scores a checkpoint (mAP^r at 0.25/0.5/0.75, ABO and detection mAP@0.5 on `--split`, its boxes
+alone where it has no masks, CorLoc on
 `--corloc-split`, by default the config's `test.corloc_split`) or a COCO-format predictions file made by
 any tool. Prints a table and writes `metrics.json` and `predictions.json` (COCO results format
 with RLE masks) into `--out`. `--oracle-boxes` scores the mask path alone, on the ground-truth
@@ -36,7 +37,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                      help="score the baseline a detector must beat: the whole image as the one box and mask of each "
                           "class present")  # fmt: skip
     parser.add_argument("--data", type=Path, help="VOC-format root (default: the checkpoint config's data)")
-    parser.add_argument("--split", default="val", help="split with instance masks to score (default: val)")
+    parser.add_argument("--split", default="val",
+                        help="split to score: with instance masks, or boxes only as VOC 2007's (default: val)")
     parser.add_argument("--corloc-split", help="split for CorLoc ('none': the --split; default: the config's "
                                                "test.corloc_split, itself the --split when empty)")
     parser.add_argument("--tta", action="store_true", help="ensemble over every scale of data.scales and the flip")

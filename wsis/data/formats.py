@@ -77,6 +77,8 @@ class ClassesByName:
 
     def instances(self, image_id: str) -> Instances:
         inst = self._data.instances(image_id)
+        if inst is None:  # a split with boxes only
+            return None
         ours, keep = self._keep(inst.classes)
         return Instances(inst.masks[keep], ours[keep], inst.boxes[keep], inst.void)
 

@@ -20,13 +20,12 @@ import io
 import json
 import re
 from pathlib import Path, PurePosixPath
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
 from .voc import VOC_CLASSES, header_size
 
-SUFFIXES = (".csv", ".json")
 SHOWN = 10  # problems listed in the error; the rest are counted
 
 

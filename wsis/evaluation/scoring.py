@@ -73,8 +73,12 @@ def table(m: Dict[str, object]) -> str:
         lines.append(" | ".join(f"{p[k]:>11.1f}" if k in p else f"{'':>11}" for k in keys) + f"   ({p['method']} masks)")
     for kind, stats in m.get("coco", {}).items():
         lines.append(f"COCO {kind:<4} " + "  ".join(f"{k} {v:.1f}" for k, v in stats.items()))
-    note = "" if m.get("masks_scored", True) else "; boxes only: mask figures are not scored (the split has no instance masks)"
-    return "\n".join(lines) + f"\n({m['num_images']} images{note}; det mAP with VOC 2007's 11-point AP: {m['det_mAP@0.5_11pt']:.1f})"
+    notes = [f"{m['num_images']} images"]
+    if not m.get("masks_scored", True):
+        notes.append("boxes only: mask figures are not scored (the split has no instance masks)")
+    if "det_mAP@0.5_11pt" in m:
+        notes.append(f"det mAP with VOC 2007's 11-point AP: {m['det_mAP@0.5_11pt']:.1f}")
+    return "\n".join(lines) + f"\n({'; '.join(notes)})"
 
 
 def write(out: Path, m: Dict[str, object], dets: Optional[Dict[str, Detections]] = None, data=None) -> None:
