@@ -153,6 +153,9 @@ def test_a_labels_json_names_its_bad_entry_and_line(tmp_path):
     tags.write_text('{"a.jpg": ["dog"],')
     with pytest.raises(ValueError, match=r"labels.json:1: not valid JSON"):
         TagsDataset(root, tags)
+    tags.write_text('{\n "a.jpg": ["dog"],\n "b.jpg": ["cat"],\n "a.jpg": ["cat"]\n}\n')
+    with pytest.raises(ValueError, match=r"labels.json:4: 'a.jpg' is listed again \(first on line 2\)"):
+        TagsDataset(root, tags)
 
 
 def test_the_scan_names_a_missing_or_unreadable_image_of_a_labels_file(tmp_path):
@@ -243,3 +246,10 @@ def test_a_few_iterations_on_voc2007_photos_train_and_score_their_boxes(tmp_path
     assert metrics["masks_scored"] is False and metrics["num_images"] == 8
     assert 0 <= metrics["CorLoc"] <= 100 and 0 <= metrics["det_mAP@0.5"] <= 100
     assert np.isnan(metrics["mAP@0.5"])
+
+
+def test_a_labels_file_without_an_image_folder_is_refused_by_the_config():
+    from wsis import config as config_lib
+
+    with pytest.raises(ValueError, match="data.train_split is a COCO annotation or labels file: set data.root"):
+        config_lib.load(None, ["data.train_split=my/train.csv"])

@@ -330,9 +330,10 @@ class Config:
                              "those of a tags file: set data.root to one")  # fmt: skip
         if not self.data.scales:
             raise ValueError("data.scales must name at least one scale")
-        coco = [k for k in ("train_split", "val_split") if str(getattr(self.data, k)).lower().endswith(".json")]
-        if coco and not self.data.root:
-            raise ValueError(f"data.{coco[0]} is a COCO annotation file: set data.root to the folder of its images")
+        files = [k for k in ("train_split", "val_split") if str(getattr(self.data, k)).lower().endswith((".json", ".csv"))]
+        if files and not self.data.root:
+            raise ValueError(f"data.{files[0]} is a COCO annotation or labels file: set data.root to the folder of its "
+                             "images")  # fmt: skip
         if self.solver.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"solver.optimizer must be sgd or adamw, got {self.solver.optimizer!r}")
         if not 0 <= self.test.mask_threshold < 1:

@@ -85,19 +85,25 @@ def _read_csv(where: Path, text: str) -> List[Tuple[int, str, List[str]]]:
     return rows
 
 
+class _Pairs(list):
+    """A JSON object's (key, value) pairs in order, repeated keys kept (json's dict keeps the last)."""
+
+
 def _read_json(where: Path, text: str) -> List[Tuple[int, str, List[str]]]:
     try:
-        content = json.loads(text)
+        content = json.loads(text, object_pairs_hook=_Pairs)
     except json.JSONDecodeError as e:
         raise ValueError(f"{where}:{e.lineno}: not valid JSON: {e.msg}") from None
-    if not isinstance(content, dict):
+    if not isinstance(content, _Pairs):
         raise ValueError(f"{where}:1: a labels JSON is an object from image path to a list of class names")
-    # the line of each key, for the messages: the first line that holds it as a JSON string
+    # the line of each key, for the messages: the k-th line that holds it as a JSON string, for its k-th time
     lines = text.splitlines()
-    rows, problems = [], []
-    for image, names in content.items():
+    rows, problems, seen = [], [], {}
+    for image, names in content:
         quoted = json.dumps(image)
-        number = next((n for n, line in enumerate(lines, 1) if quoted in line), 1)
+        seen[image] = seen.get(image, 0) + 1
+        holding = [n for n, line in enumerate(lines, 1) if quoted in line]
+        number = holding[min(seen[image], len(holding)) - 1] if holding else 1
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             problems.append(f"{where}:{number}: {image!r} must map to a list of class names, got {names!r}")
             continue
