@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
-from .voc import VOC_CLASSES, header_size
+from .voc import VOC_CLASSES, OwnResultIds, header_size
 
 SHOWN = 10  # problems listed in the error; the rest are counted
 
@@ -118,7 +118,7 @@ def _listed(where: Path, problems: List[str]) -> str:
     return f"{len(problems)} problem(s) in the labels file {where}:\n  " + "\n  ".join(problems[:SHOWN]) + more
 
 
-class TagsDataset:
+class TagsDataset(OwnResultIds):
     """The images and image-level labels of one labels file; `root` is the folder its paths are in.
 
     `training=True` leaves out images with no class (`skipped` counts them) unless `negatives`,
@@ -204,19 +204,6 @@ class TagsDataset:
 
     def instances(self, image_id: str):
         return None
-
-    # ids in results files: the image paths, and 1-based class indices
-    def result_image_id(self, image_id: str) -> str:
-        return image_id
-
-    def result_category_id(self, index: int) -> int:
-        return index
-
-    def image_id_of(self, result_image_id) -> str:
-        return str(result_image_id)
-
-    def category_index(self, result_category_id) -> int:
-        return result_category_id if 1 <= result_category_id <= len(self.classes) else 0
 
 
 def write_from_voc(data, out: Path, relative_to: Path) -> Path:

@@ -86,7 +86,26 @@ def read_annotation(path: Path, classes: Sequence[str]):
     )
 
 
-class VOCDataset:
+class OwnResultIds:
+    """Ids in results files as a reader keeps them: its own image ids, and 1-based class indices
+    (VOC, YOLO and tags readers; COCO's reader writes COCO's own ids back instead)."""
+
+    classes: Tuple[str, ...]
+
+    def result_image_id(self, image_id: str) -> str:
+        return image_id
+
+    def result_category_id(self, index: int) -> int:
+        return index
+
+    def image_id_of(self, result_image_id) -> str:
+        return str(result_image_id)
+
+    def category_index(self, result_category_id) -> int:
+        return result_category_id if 1 <= result_category_id <= len(self.classes) else 0
+
+
+class VOCDataset(OwnResultIds):
     """Image ids, image-level labels and instance ground truth of one split of a VOC-format tree.
 
     `classes` defaults to the tree's `classes.txt` (the synthetic set writes one) or else VOC's 20.
@@ -142,19 +161,6 @@ class VOCDataset:
     def objects(self, image_id: str):
         """(class ids 1-based, boxes [N,4] continuous, ignore flags): VOC's difficult objects are ignored."""
         return read_annotation(self.annotation_path(image_id), self.classes)
-
-    # ids in results files: ours, and 1-based class indices
-    def result_image_id(self, image_id: str) -> str:
-        return image_id
-
-    def result_category_id(self, index: int) -> int:
-        return index
-
-    def image_id_of(self, result_image_id) -> str:
-        return str(result_image_id)
-
-    def category_index(self, result_category_id) -> int:
-        return result_category_id if 1 <= result_category_id <= len(self.classes) else 0
 
     def labels(self, image_id: str) -> torch.Tensor:
         """Image-level labels, float32 [C] with 1 for every class present (difficult objects too)."""

@@ -22,7 +22,7 @@ from typing import Dict, List, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from .voc import VOC_CLASSES, Instances, header_size, masks_to_boxes
+from .voc import VOC_CLASSES, Instances, OwnResultIds, header_size, masks_to_boxes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # COCO's names of VOC's classes where they differ (`classes=voc`)
@@ -63,7 +63,7 @@ def label_path(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-class YOLODataset:
+class YOLODataset(OwnResultIds):
     """One split of a YOLO segmentation root (see the module's docstring)."""
 
     def __init__(self, root: Union[str, Path], split: str, training: bool = False, classes: str = ""):
@@ -227,16 +227,3 @@ class YOLODataset:
             boxes=masks_to_boxes(masks_t),
             void=torch.zeros((h, w), dtype=torch.bool),
         )
-
-    # ids in results files: ours, and 1-based class indices
-    def result_image_id(self, image_id: str) -> str:
-        return image_id
-
-    def result_category_id(self, index: int) -> int:
-        return index
-
-    def image_id_of(self, result_image_id) -> str:
-        return str(result_image_id)
-
-    def category_index(self, result_category_id) -> int:
-        return result_category_id if 1 <= result_category_id <= len(self.classes) else 0
