@@ -165,6 +165,30 @@ def test_selection_takes_foreground_of_each_label_and_far_background():
         assert ref.box_iou(rois[sel.index[i], 1:][None], rois[sel.index[same], 1:]).max() < cfg.bg_iou
 
 
+
+@pytest.mark.parametrize("options", [(), ("model.snap_pseudo_masks=true",), ("model.pseudo_seeds=mist",),
+                                     ("model.img_background=false",)])  # fmt: skip
+def test_a_negative_image_teaches_every_proposal_background_and_pairs_none(options):
+    """`data.negatives`: an image with no class has no seed; each branch learns background on all
+    its proposals with weight 1, the regressor pairs none, IMG/seg see at most its background."""
+    model, _ = tiny(*options)
+    images, rois, counts, labels = batch()
+    labels[1] = 0
+    loss, out = model(images, rois, counts, labels, torch.Generator().manual_seed(0), blocks(images))
+    assert all(torch.isfinite(v) for v in loss.values())
+    sum(loss.values()).backward()
+    sel = out["selection"]
+    assert not (sel.classes[rois[sel.index, 0] == 1] > 0).any()
+    negative = slice(counts[0], None)
+    # the negative image's refinement term: -mean log p(background) over its proposals, in each branch
+    expected = sum(-F.log_softmax(logits[negative].detach().float(), 1)[:, 0].mean() for logits in out["refine_logits"])
+    alone, _ = model(images[1:], torch.cat([torch.zeros(counts[1], 1), rois[negative, 1:]], 1), counts[1:],
+                     labels[1:], torch.Generator().manual_seed(0), blocks(images[1:]))  # fmt: skip
+    assert alone["refine"].item() == pytest.approx(float(expected), rel=1e-4)
+    assert alone["reg"].item() == 0.0
+    both, _ = model(images, rois, counts, torch.zeros_like(labels), torch.Generator().manual_seed(0), blocks(images))
+    assert all(torch.isfinite(v) for v in both.values())
+
 def test_no_gradient_flows_through_the_pseudo_masks():
     model, _ = tiny()
     images, rois, counts, labels = batch()

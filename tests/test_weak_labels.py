@@ -11,7 +11,8 @@ from PIL import Image
 from conftest import needs_timm, tiny_config
 from wsis.data import VOCDataset
 from wsis.data.formats import is_coco, open_split
-from wsis.data.tags import TagsDataset, is_tags_file, write_from_voc
+from wsis.data.tags import TagsDataset, is_tags_file
+from wsis.data.tags_from_voc import write_from_voc
 from wsis.evaluation import metrics as M
 from wsis.evaluation.scoring import score, table, whole_image_detections
 
@@ -182,6 +183,21 @@ def test_tags_written_from_voc2007_give_the_voc_readers_labels(tmp_path):
         assert torch.equal(tags.labels(f"JPEGImages/{image_id}.jpg"), voc.labels(image_id))
 
 
+
+def test_tags_written_for_some_classes_leave_the_others_out_and_name_an_unknown_one(tiny_root, tmp_path, capsys):
+    from wsis.data import tags_from_voc
+
+    voc = VOCDataset(tiny_root, "train")
+    out = tmp_path / "two.csv"
+    tags_from_voc.main(["--voc", str(tiny_root), "--split", "train", "--out", str(out), "--classes", "circle,ring"])
+    assert "data.train_split=" in capsys.readouterr().out
+    tags = TagsDataset(tiny_root, out, classes="circle,ring")
+    for image_id in voc.image_ids:
+        assert torch.equal(tags.labels(f"JPEGImages/{image_id}.jpg"), voc.labels(image_id)[[0, 5]])
+    with pytest.raises(SystemExit):
+        tags_from_voc.main(["--voc", str(tiny_root), "--out", str(out), "--classes", "circle,blob"])
+    assert "unknown class name(s) 'blob'" in capsys.readouterr().err
+
 # ---- runs ---------------------------------------------------------------------------------------------------
 def test_a_run_trains_on_tags_and_scores_on_a_split_with_ground_truth(tiny_root, tmp_path):
     needs_timm()
@@ -191,6 +207,28 @@ def test_a_run_trains_on_tags_and_scores_on_a_split_with_ground_truth(tiny_root,
     run_dir = train.run(tiny_config(tiny_root, tmp_path / "run", f"data.train_split={csv}", "solver.max_iter=2"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["num_images"] == 3 and metrics["masks_scored"] is True
+    # the tags' classes are those the file names, sorted; the tree's are six in another order: the run
+    # scores each class as itself, matched by name
+    named = TagsDataset(tiny_root, csv).classes
+    assert list(named) != list(VOCDataset(tiny_root, "val").classes[: len(named)])
+    assert list(metrics["per_class"]["mAP@0.5"]) == list(named)
+
+
+def test_a_run_on_some_classes_tags_with_negatives_scores_them_on_the_voc_split(tiny_root, tmp_path, capsys):
+    """Tags of two of the six classes, `data.classes` naming them, images with neither kept as
+    negatives: the run trains on every image and scores the two classes on the VOC val list."""
+    needs_timm()
+    from wsis import train
+
+    voc = VOCDataset(tiny_root, "train")
+    csv = write_from_voc(voc, tmp_path / "train.csv", tiny_root, keep=("circle", "ring"))
+    assert any(line.endswith(",") for line in csv.read_text().splitlines()), "the tiny set has no negative for the test"
+    run_dir = train.run(tiny_config(tiny_root, tmp_path / "run", f"data.train_split={csv}", "data.classes=circle,ring",
+                                    "data.negatives=true", "solver.max_iter=2"))  # fmt: skip
+    assert "left out" not in capsys.readouterr().out
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["num_images"] == 3 and list(metrics["per_class"]["mAP@0.5"]) == ["circle", "ring"]
+    assert metrics["classes_not_scored"] == ["square", "triangle", "star", "cross"]
 
 
 def test_a_run_without_a_val_split_trains_saves_and_says_nothing_was_scored(tiny_root, tmp_path, capsys):

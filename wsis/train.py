@@ -70,13 +70,15 @@ class RunEvaluation:
 
     def __call__(self, model, iteration: int) -> float:
         m, _, _ = evaluate_model(model, self.cfg, self.root, self.cfg.data.val_split, None, self.device,
-                                 what=f"eval@{iteration}")  # fmt: skip
+                                 what=f"eval@{iteration}", classes=self.classes)  # fmt: skip
         return m["mAP@0.5"]
 
     def final(self, model, iteration: int) -> Dict[str, object]:
         cfg = self.cfg
+        # the model's classes matched by name onto the split's: a tags file's (sorted, or data.classes)
+        # may be fewer than a VOC list's, or in another order
         m, dets, data = evaluate_model(model, cfg, self.root, cfg.data.val_split, cfg.test.corloc_split or None,
-                                       self.device, cfg.test.postprocess)  # fmt: skip
+                                       self.device, cfg.test.postprocess, classes=self.classes)  # fmt: skip
         m["val_images_in_training"] = self.seen_in_training
         write(self.run.root, m, dets, data)
         post = postprocess_detections(cfg.test.postprocess, data.image_path, cfg.test, data.root)

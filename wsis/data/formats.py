@@ -22,12 +22,14 @@ def open_split(root: Union[str, Path], split: str, training: bool = False, class
                negatives: bool = False) -> Union[VOCDataset, COCODataset, YOLODataset, TagsDataset]:  # fmt: skip
     """The reader of `split`; `training=True` leaves out images without labels (COCO, YOLO, tags)
     unless `negatives` (`data.negatives`) keeps them with all-zero labels; `classes`
-    (`data.classes`) selects the classes of a YOLO root or names those of a tags file."""
+    (`data.classes`) selects the classes of a YOLO root or names those of a tags file. A VOC or
+    COCO split read for its ground truth keeps its own classes: the scoring maps them onto the
+    model's by name (`ClassesByName`), so a run on tags with `data.classes` scores on a VOC list."""
     if is_tags_file(split):
         return TagsDataset(root, split, training, classes, negatives)
     if is_yolo_root(root) and not is_coco(split):
         return YOLODataset(root, split, training and not negatives, classes)
-    if classes:
+    if classes and training:
         raise ValueError(f"data.classes={classes!r} selects the classes of a YOLO-format root (one with data.yaml) "
                          f"or names those of a tags file; {root} with split {split!r} is neither")  # fmt: skip
     return COCODataset(root, split, training and not negatives) if is_coco(split) else VOCDataset(root, split)

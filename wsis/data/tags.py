@@ -204,16 +204,3 @@ class TagsDataset(OwnResultIds):
 
     def instances(self, image_id: str):
         return None
-
-
-def write_from_voc(data, out: Path, relative_to: Path) -> Path:
-    """A CSV labels file of a VOC-format split (`VOCDataset`): its images' paths relative to
-    `relative_to` and the class names present (difficult objects too, as the VOC reader's labels)."""
-    lines = ["image,labels"]
-    for image_id in data.image_ids:
-        present = [data.classes[i] for i in torch.nonzero(data.labels(image_id)).flatten().tolist()]
-        lines.append(f"{Path(data.image_path(image_id)).resolve().relative_to(Path(relative_to).resolve()).as_posix()},"
-                     + ";".join(present))  # fmt: skip
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    return out

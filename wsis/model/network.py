@@ -183,8 +183,13 @@ class CommunityNet(nn.Module):
         return targets
 
     def assign(self, boxes, scores, y):
-        """The pseudo-labels of one image (labels, weights, seed row, IoU with it) from `scores [R, C]`."""
+        """The pseudo-labels of one image (labels, weights, seed row, IoU with it) from `scores [R, C]`.
+        A negative image (no class present: `data.negatives`) has no seed: every proposal is
+        background with full weight, as its label is certain, and none is paired for the regressor."""
         cfg = self.cfg
+        if not bool((y == 1).any()):
+            rows = torch.arange(len(boxes), device=boxes.device)
+            return torch.zeros_like(rows), scores.new_ones(len(boxes)), rows, boxes.new_zeros(len(boxes))
         if cfg.pseudo_seeds == "mist":
             return ops.multi_seed_assign(boxes, scores, y, cfg.fg_thresh, cfg.bg_thresh, cfg.seed_top, cfg.seed_nms)
         if cfg.pseudo_seeds == "pcl":
@@ -202,7 +207,8 @@ class CommunityNet(nn.Module):
     def select(self, boxes, mean, labels, y, generator) -> Tuple[torch.Tensor, torch.Tensor]:
         """Per positive class its foreground proposals after NMS, plus sampled background ones."""
         cfg = self.cfg
-        fg, fg_cls = [], []
+        fg = [torch.zeros(0, dtype=torch.int64, device=boxes.device)]  # a negative image has none
+        fg_cls = [fg[0]]
         for c in torch.nonzero(y > 0).flatten().tolist():
             cand = torch.nonzero(labels == c + 1).flatten()
             keep = ops.nms(boxes[cand], mean[cand, c + 1].contiguous(), cfg.fg_nms)[: cfg.fg_per_class]
