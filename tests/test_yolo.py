@@ -96,7 +96,7 @@ def test_class_selection_subsets_and_voc_names(tmp_path):
     assert data.image_ids == ["images/train/b.jpg"]  # a's giraffe is no VOC class: a has no label left
     assert data.objects("images/train/b.jpg")[0].tolist() == [VOC_CLASSES.index("diningtable") + 1]
     with pytest.raises(ValueError, match="data.classes.*YOLO"):
-        open_split(tmp_path, "train", classes="voc")  # a VOC root has no names to select from
+        open_split(tmp_path, "train", training=True, classes="voc")  # a VOC root has no names to select from
 
 
 def test_names_as_a_list_and_the_path_key(tmp_path):
