@@ -15,7 +15,10 @@ random one, and the share of objects that one of the proposals hits (the ceiling
 instead scores the CAM baseline: an image classifier on the whole frozen network's last map, and
 each class's box where its class activation map exceeds T of its range; `--cam-seeds T` trains the
 detector with its first refinement learning from the proposals nearest those boxes instead of from
-MIDN's top boxes.
+MIDN's top boxes. `--classes a,b` trains on those classes alone (the others' tags dropped), with
+`--negatives` keeping the images that hold none of them as all-zero labels (else they are left
+out); `--holdout F` trains on a fixed draw of 1-F of the images and scores the rest: CorLoc there,
+and how often a class's top box scores 0.5 or more where the class is absent or present.
 
 It screens in minutes what a full run (an hour on two cores) would take to say: whether a frozen
 backbone's features localise objects at all, and which detector-side choice helps.
@@ -30,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from wsis import ops
+from wsis.config import ModelConfig
 from wsis.data import proposals
 from wsis.data.cache import cache_root
 from wsis.data.loader import _read_rgb, transform
@@ -38,7 +42,7 @@ from wsis.evaluation import metrics as M
 from wsis.model import losses
 from wsis.model.backbone import Backbone
 from wsis.model.heads import DetectionHead, mean_refinement_scores, midn_scores
-from wsis.model.network import frame_mask
+from wsis.model.network import frame_mask, pseudo_labels
 from wsis.progress import Progress
 
 
@@ -134,14 +138,6 @@ def cam_corloc(args) -> Dict[str, object]:
     return out
 
 
-def assign(args, boxes, scores, labels):
-    if args.seeds == "mist":
-        return ops.multi_seed_assign(boxes, scores, labels, 0.5, args.bg_thresh)
-    if args.seeds == "pcl":
-        return ops.cluster_seed_assign(boxes, scores, labels, 0.5, args.bg_thresh)
-    return ops.oicr_assign(boxes, scores, labels, 0.5, args.bg_thresh)
-
-
 def corloc(head, feats, frames, boxes, data, image_ids) -> Dict[str, object]:
     """CorLoc of the top box a class (the mean refinement scores), and the top boxes' sides over the objects'."""
     results, sides = [], []
@@ -160,6 +156,37 @@ def corloc(head, feats, frames, boxes, data, image_ids) -> Dict[str, object]:
     out = M.corloc(results, len(data.classes))
     out["side_ratio"] = np.percentile(sides, [10, 50, 90]).tolist()
     return out
+
+
+def heldout(head, feats, frames, boxes, data, ids, rows, kept) -> None:
+    """On the images `rows` (the held-out ones, or all), for the `kept` classes: CorLoc, and how
+    often a class's top box scores 0.5 or more where the class is absent (a false alarm) or present."""
+    to_kept = torch.zeros(len(data.classes) + 1, dtype=torch.int64)
+    to_kept[torch.tensor(kept) + 1] = torch.arange(1, len(kept) + 1)
+    results, alarms, hits, negatives = [], [], [], []
+    with torch.no_grad():
+        for i in rows:
+            _, _, refine, _ = head(feats[i], frames[i] if frames else None)
+            scores = mean_refinement_scores(refine)[:, 1:]
+            classes, gt, difficult = data.objects(ids[i])
+            mine = to_kept[classes]
+            classes, gt, difficult = mine[mine > 0], gt[mine > 0], difficult[mine > 0]
+            present = torch.zeros(len(kept), dtype=torch.bool)
+            present[classes - 1] = True
+            top, best = scores.max(0)
+            alarms += (top[~present] >= 0.5).tolist()
+            hits += (top[present] >= 0.5).tolist()
+            if not present.any():
+                negatives.append(bool((top >= 0.5).any()))
+                continue
+            c = torch.nonzero(present).flatten() + 1
+            results.append(M.ImageResult(ids[i], c.numpy(), np.ones(len(c)), boxes[i][best[c - 1]].numpy(),
+                                         classes.numpy(), gt.numpy(), difficult.numpy()))  # fmt: skip
+    out = M.corloc(results, len(kept))
+    print(f"held out: {len(rows)} images, {len(negatives)} with none of the classes; CorLoc {out['CorLoc']:.1f}; "
+          f"a top box scoring >= 0.5 for an absent class {100 * np.mean(alarms):.1f}% of {len(alarms)} (image, class), "
+          f"in {100 * np.mean(negatives) if negatives else float('nan'):.1f}% of the images with none; "
+          f"for a present class {100 * np.mean(hits):.1f}% of {len(hits)}")  # fmt: skip
 
 
 def baselines(feats_boxes: List[torch.Tensor], data, image_ids) -> Dict[str, float]:
@@ -197,15 +224,21 @@ def train(args, cache, cam_boxes=None) -> None:
     mean, std = sample.mean(0), sample.std(0) + 1e-3  # standardised: the features' scales differ by channel
     feats = [(f - mean) / std for f in raw]
     frames = [(f.float() - mean) / std for f in cache["frames"]] if args.frame else []
-    labels = torch.stack([data.labels(i) for i in ids])
-    head = DetectionHead(feats[0].shape[1], len(data.classes), 3, "none", 0, 0.01)
-    steps = args.epochs * (len(ids) // args.batch)
+    kept = [data.classes.index(n) for n in args.classes.split(",")] if args.classes else list(range(len(data.classes)))
+    labels = torch.stack([data.labels(i) for i in ids])[:, kept]
+    held = set(np.random.default_rng(0).permutation(len(ids))[: int(args.holdout * len(ids))].tolist())
+    trained = [i for i in range(len(ids)) if i not in held and (args.negatives or labels[i].any())]
+    print(f"training on {len(trained)} images ({sum(not labels[i].any() for i in trained)} negatives), "
+          f"{len(held)} held out", flush=True)  # fmt: skip
+    head = DetectionHead(feats[0].shape[1], len(kept), 3, "none", 0, 0.01)
+    seeds = ModelConfig(pseudo_seeds=args.seeds, bg_thresh=args.bg_thresh)  # the model's rules and thresholds
+    steps = args.epochs * (len(trained) // args.batch)
     opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps, pct_start=0.1)
     start = time.perf_counter()
     for epoch in range(args.epochs):
-        order, total = torch.randperm(len(ids)).tolist(), {"cls": 0.0, "refine": 0.0}
-        for k in range(len(ids) // args.batch):
+        order, total = [trained[j] for j in torch.randperm(len(trained)).tolist()], {"cls": 0.0, "refine": 0.0}
+        for k in range(len(trained) // args.batch):
             loss = 0
             for i in order[k * args.batch : (k + 1) * args.batch]:
                 cls, det, refine, _ = head(feats[i], frames[i] if frames else None)
@@ -217,11 +250,11 @@ def train(args, cache, cam_boxes=None) -> None:
                     for c, box in cam_boxes[ids[i]].items():
                         prev[:, c - 1] = ops.box_iou(boxes[i], torch.as_tensor(box)[None]).squeeze(1)
                 for logits in refine:
-                    lab, w, _, _ = assign(args, boxes[i], prev.contiguous(), labels[i])
+                    lab, w, _, _ = pseudo_labels(boxes[i], prev.contiguous(), labels[i], seeds)
                     terms["refine"] = terms["refine"] + losses.refine_loss(logits, lab, w)
                     prev = F.softmax(logits.detach(), 1)[:, 1:]
                 loss = loss + terms["cls"] + terms["refine"]
-                total = {t: total[t] + float(terms[t]) / len(ids) for t in total}
+                total = {t: total[t] + float(terms[t]) / len(trained) for t in total}
             opt.zero_grad()
             (loss / args.batch).backward()
             opt.step()
@@ -229,6 +262,9 @@ def train(args, cache, cam_boxes=None) -> None:
         print(f"epoch {epoch + 1}: cls {total['cls']:.3f} refine {total['refine']:.3f} "
               f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
     head.eval()
+    if held or args.classes:
+        heldout(head, feats, frames, boxes, data, ids, sorted(held) or range(len(ids)), kept)
+        return
     result = corloc(head, feats, frames, boxes, data, ids)
     per_class = " ".join(f"{n} {v:.0f}" for n, v in zip(data.classes, result["per_class"]))
     print(f"CorLoc {result['CorLoc']:.1f} ({len(ids)} images of {args.split}, transductive)\n  {per_class}")
@@ -252,6 +288,11 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--classes", default="", help="a,b: train on these classes alone (default: all)")
+    parser.add_argument("--negatives", action="store_true",
+                        help="with --classes: keep the images holding none of them as negatives (data.negatives)")
+    parser.add_argument("--holdout", type=float, default=0.0,
+                        help="score on this share of the images (a fixed draw), train on the rest (0: transductive)")
     parser.add_argument("--features", type=Path, default=None, help="the feature cache (default: beside the proposals)")
     parser.add_argument("--baselines", action="store_true", help="also print the baselines' CorLoc")
     parser.add_argument("--cam-seeds", type=float, default=0.0,
@@ -259,6 +300,8 @@ def main(argv=None) -> None:
     parser.add_argument("--cam", type=float, default=0.0,
                         help="instead: the CAM baseline, its boxes thresholded at this share of the CAM's range")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.classes and (args.cam or args.cam_seeds):
+        parser.error("--classes trains the detector: not with --cam or --cam-seeds")
     args.features = args.features or cache_root(args.root) / "probe_features"
     if args.cam_seeds:
         args.cam = args.cam_seeds

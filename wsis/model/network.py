@@ -45,6 +45,22 @@ class Selection:
     classes: torch.Tensor  # int64 [S], 1-based class, 0 for background
 
 
+def pseudo_labels(boxes: torch.Tensor, scores: torch.Tensor, y: torch.Tensor, cfg: ModelConfig):
+    """A refinement branch's targets for one image (labels, weights, seed row, IoU with it) from the
+    previous branch's `scores [R, C]` and the image labels `y [C]`, by `cfg.pseudo_seeds`' rule. A
+    negative image (no class present: `data.negatives`) has no seed: every proposal is background
+    with full weight, as its label is certain, and none is paired for the regressor."""
+    if not bool((y == 1).any()):
+        rows = torch.arange(len(boxes), device=boxes.device)
+        return torch.zeros_like(rows), scores.new_ones(len(boxes)), rows, boxes.new_zeros(len(boxes))
+    if cfg.pseudo_seeds == "mist":
+        return ops.multi_seed_assign(boxes, scores, y, cfg.fg_thresh, cfg.bg_thresh, cfg.seed_top, cfg.seed_nms)
+    if cfg.pseudo_seeds == "pcl":
+        return ops.cluster_seed_assign(boxes, scores, y, cfg.fg_thresh, cfg.bg_thresh, cfg.seed_top,
+                                       cfg.seed_graph_iou)  # fmt: skip
+    return ops.oicr_assign(boxes, scores, y, cfg.fg_thresh, cfg.bg_thresh)
+
+
 class CommunityNet(nn.Module):
     def __init__(self, cfg: ModelConfig, num_classes: int):
         super().__init__()
@@ -140,12 +156,12 @@ class CommunityNet(nn.Module):
             loss["cls"] = loss["cls"] + losses.midn_loss(z.sum(0), y)
             prev = z.detach()  # each branch learns from the one before it (Eq.4), the first from MIDN
             for logits in refine_logits:
-                lab, w, _, _ = self.assign(boxes, prev, y)
+                lab, w, _, _ = pseudo_labels(boxes, prev, y, cfg)
                 loss["refine"] = loss["refine"] + losses.refine_loss(logits[rows], lab, w)
                 prev = F.softmax(logits[rows].detach().float(), 1)[:, 1:]
             # the pseudo-labels of IMG and the regressor (Sec. 3.3.2)
             mean = mean_refinement_scores([logits[rows].detach() for logits in refine_logits])
-            lab, _, seed, max_iou = self.assign(boxes, mean[:, 1:].contiguous(), y)
+            lab, _, seed, max_iou = pseudo_labels(boxes, mean[:, 1:].contiguous(), y, cfg)
             if offsets is not None:
                 pairs.append((rows, lab, seed + start, max_iou > cfg.reg_iou))
             if self.img is not None:
@@ -181,21 +197,6 @@ class CommunityNet(nn.Module):
               & (_area(grown) <= SEGMENT_GROWTH * _area(own)))  # NaN (no segment) compares false  # fmt: skip
         targets[rows[ok]] = grown[ok].to(targets.dtype)
         return targets
-
-    def assign(self, boxes, scores, y):
-        """The pseudo-labels of one image (labels, weights, seed row, IoU with it) from `scores [R, C]`.
-        A negative image (no class present: `data.negatives`) has no seed: every proposal is
-        background with full weight, as its label is certain, and none is paired for the regressor."""
-        cfg = self.cfg
-        if not bool((y == 1).any()):
-            rows = torch.arange(len(boxes), device=boxes.device)
-            return torch.zeros_like(rows), scores.new_ones(len(boxes)), rows, boxes.new_zeros(len(boxes))
-        if cfg.pseudo_seeds == "mist":
-            return ops.multi_seed_assign(boxes, scores, y, cfg.fg_thresh, cfg.bg_thresh, cfg.seed_top, cfg.seed_nms)
-        if cfg.pseudo_seeds == "pcl":
-            return ops.cluster_seed_assign(boxes, scores, y, cfg.fg_thresh, cfg.bg_thresh, cfg.seed_top,
-                                           cfg.seed_graph_iou)  # fmt: skip
-        return ops.oicr_assign(boxes, scores, y, cfg.fg_thresh, cfg.bg_thresh)
 
     def _class_offsets(self, offsets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The offsets of each proposal's pseudo class (class-specific regressor) or the only ones."""
