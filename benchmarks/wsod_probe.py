@@ -159,11 +159,12 @@ def corloc(head, feats, frames, boxes, data, image_ids) -> Dict[str, object]:
 
 
 def heldout(head, feats, frames, boxes, data, ids, rows, kept) -> None:
-    """On the images `rows` (the held-out ones, or all), for the `kept` classes: CorLoc, and how
-    often a class's top box scores 0.5 or more where the class is absent (a false alarm) or present."""
+    """On the images `rows` (the held-out ones, or all), for the `kept` classes: CorLoc, the image
+    classification mAP of a class's top box score, and how often that score is 0.5 or more where
+    the class is absent (a false alarm) or present."""
     to_kept = torch.zeros(len(data.classes) + 1, dtype=torch.int64)
     to_kept[torch.tensor(kept) + 1] = torch.arange(1, len(kept) + 1)
-    results, alarms, hits, negatives = [], [], [], []
+    results, alarms, hits, negatives, tops, presents = [], [], [], [], [], []
     with torch.no_grad():
         for i in rows:
             _, _, refine, _ = head(feats[i], frames[i] if frames else None)
@@ -174,6 +175,8 @@ def heldout(head, feats, frames, boxes, data, ids, rows, kept) -> None:
             present = torch.zeros(len(kept), dtype=torch.bool)
             present[classes - 1] = True
             top, best = scores.max(0)
+            tops.append(top)
+            presents.append(present)
             alarms += (top[~present] >= 0.5).tolist()
             hits += (top[present] >= 0.5).tolist()
             if not present.any():
@@ -183,7 +186,11 @@ def heldout(head, feats, frames, boxes, data, ids, rows, kept) -> None:
             results.append(M.ImageResult(ids[i], c.numpy(), np.ones(len(c)), boxes[i][best[c - 1]].numpy(),
                                          classes.numpy(), gt.numpy(), difficult.numpy()))  # fmt: skip
     out = M.corloc(results, len(kept))
+    tops, presents = torch.stack(tops).numpy(), torch.stack(presents).numpy()
+    ap = [M.average_precision(presents[:, c], tops[:, c], int(presents[:, c].sum()))
+          for c in range(len(kept)) if presents[:, c].any()]  # fmt: skip
     print(f"held out: {len(rows)} images, {len(negatives)} with none of the classes; CorLoc {out['CorLoc']:.1f}; "
+          f"image classification mAP (a class's top box score) {100 * np.mean(ap):.1f}; "
           f"a top box scoring >= 0.5 for an absent class {100 * np.mean(alarms):.1f}% of {len(alarms)} (image, class), "
           f"in {100 * np.mean(negatives) if negatives else float('nan'):.1f}% of the images with none; "
           f"for a present class {100 * np.mean(hits):.1f}% of {len(hits)}")  # fmt: skip
@@ -254,7 +261,7 @@ def train(args, cache, cam_boxes=None) -> None:
                     terms["refine"] = terms["refine"] + losses.refine_loss(logits, lab, w)
                     prev = F.softmax(logits.detach(), 1)[:, 1:]
                 loss = loss + terms["cls"] + terms["refine"]
-                total = {t: total[t] + float(terms[t]) / len(trained) for t in total}
+                total = {t: total[t] + terms[t].item() / len(trained) for t in total}
             opt.zero_grad()
             (loss / args.batch).backward()
             opt.step()

@@ -168,7 +168,8 @@ class DataConfig:
     # the classes a YOLO root's splits keep, or a tags file's classes: "" all its names, "voc" VOC's 20
     # (from COCO's names in a YOLO root), "a,b" those
     classes: str = ""
-    # training images that hold none of the classes: kept as negatives (all-zero labels) or left out
+    # training images that hold none of the classes: kept as negatives (all-zero labels) or left out;
+    # negatives cost CorLoc at the same iterations on the synthetic set (docs/RESULTS.md)
     negatives: bool = False
     scales: Tuple[int, ...] = (320, 384, 448)  # shorter sides for training (random) and testing (ensemble)
     max_size: int = 800
