@@ -164,7 +164,7 @@ def heldout(head, feats, frames, boxes, data, ids, rows, kept) -> None:
     the class is absent (a false alarm) or present."""
     to_kept = torch.zeros(len(data.classes) + 1, dtype=torch.int64)
     to_kept[torch.tensor(kept) + 1] = torch.arange(1, len(kept) + 1)
-    results, alarms, hits, negatives, tops, presents = [], [], [], [], [], []
+    results, tops, presents = [], [], []
     with torch.no_grad():
         for i in rows:
             _, _, refine, _ = head(feats[i], frames[i] if frames else None)
@@ -177,23 +177,21 @@ def heldout(head, feats, frames, boxes, data, ids, rows, kept) -> None:
             top, best = scores.max(0)
             tops.append(top)
             presents.append(present)
-            alarms += (top[~present] >= 0.5).tolist()
-            hits += (top[present] >= 0.5).tolist()
-            if not present.any():
-                negatives.append(bool((top >= 0.5).any()))
-                continue
-            c = torch.nonzero(present).flatten() + 1
-            results.append(M.ImageResult(ids[i], c.numpy(), np.ones(len(c)), boxes[i][best[c - 1]].numpy(),
-                                         classes.numpy(), gt.numpy(), difficult.numpy()))  # fmt: skip
+            if present.any():
+                c = torch.nonzero(present).flatten() + 1
+                results.append(M.ImageResult(ids[i], c.numpy(), np.ones(len(c)), boxes[i][best[c - 1]].numpy(),
+                                             classes.numpy(), gt.numpy(), difficult.numpy()))  # fmt: skip
     out = M.corloc(results, len(kept))
     tops, presents = torch.stack(tops).numpy(), torch.stack(presents).numpy()
     ap = [M.average_precision(presents[:, c], tops[:, c], int(presents[:, c].sum()))
           for c in range(len(kept)) if presents[:, c].any()]  # fmt: skip
-    print(f"held out: {len(rows)} images, {len(negatives)} with none of the classes; CorLoc {out['CorLoc']:.1f}; "
+    scored, none = tops >= 0.5, ~presents.any(1)
+    alarms, hits = scored[~presents], scored[presents]
+    print(f"held out: {len(rows)} images, {int(none.sum())} with none of the classes; CorLoc {out['CorLoc']:.1f}; "
           f"image classification mAP (a class's top box score) {100 * np.mean(ap):.1f}; "
-          f"a top box scoring >= 0.5 for an absent class {100 * np.mean(alarms):.1f}% of {len(alarms)} (image, class), "
-          f"in {100 * np.mean(negatives) if negatives else float('nan'):.1f}% of the images with none; "
-          f"for a present class {100 * np.mean(hits):.1f}% of {len(hits)}")  # fmt: skip
+          f"a top box scoring >= 0.5 for an absent class {100 * alarms.mean():.1f}% of {alarms.size} (image, class), "
+          f"in {100 * scored[none].any(1).mean() if none.any() else float('nan'):.1f}% of the images with none; "
+          f"for a present class {100 * hits.mean():.1f}% of {hits.size}")  # fmt: skip
 
 
 def baselines(feats_boxes: List[torch.Tensor], data, image_ids) -> Dict[str, float]:

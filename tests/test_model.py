@@ -165,7 +165,6 @@ def test_selection_takes_foreground_of_each_label_and_far_background():
         assert ref.box_iou(rois[sel.index[i], 1:][None], rois[sel.index[same], 1:]).max() < cfg.bg_iou
 
 
-
 @pytest.mark.parametrize("options", [(), ("model.snap_pseudo_masks=true",), ("model.pseudo_seeds=mist",),
                                      ("model.img_background=false",)])  # fmt: skip
 def test_a_negative_image_teaches_every_proposal_background_and_pairs_none(options):
@@ -188,6 +187,7 @@ def test_a_negative_image_teaches_every_proposal_background_and_pairs_none(optio
     assert alone["reg"].item() == 0.0
     both, _ = model(images, rois, counts, torch.zeros_like(labels), torch.Generator().manual_seed(0), blocks(images))
     assert all(torch.isfinite(v) for v in both.values())
+
 
 def test_no_gradient_flows_through_the_pseudo_masks():
     model, _ = tiny()

@@ -183,7 +183,6 @@ def test_tags_written_from_voc2007_give_the_voc_readers_labels(tmp_path):
         assert torch.equal(tags.labels(f"JPEGImages/{image_id}.jpg"), voc.labels(image_id))
 
 
-
 def test_tags_written_for_some_classes_leave_the_others_out_and_name_an_unknown_one(tiny_root, tmp_path, capsys):
     from wsis.data import tags_from_voc
 
@@ -197,6 +196,7 @@ def test_tags_written_for_some_classes_leave_the_others_out_and_name_an_unknown_
     with pytest.raises(SystemExit):
         tags_from_voc.main(["--voc", str(tiny_root), "--out", str(out), "--classes", "circle,blob"])
     assert "unknown class name(s) 'blob'" in capsys.readouterr().err
+
 
 # ---- runs ---------------------------------------------------------------------------------------------------
 def test_a_run_trains_on_tags_and_scores_on_a_split_with_ground_truth(tiny_root, tmp_path):
